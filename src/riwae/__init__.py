@@ -1,0 +1,3 @@
+"""riwae: replication of 'Reinterpreting Importance-Weighted Autoencoders'."""
+
+__version__ = "0.1.0"

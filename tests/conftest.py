@@ -1,0 +1,41 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+# Identities are tested exactly, so the default dtype of every test is float64.
+torch.set_default_dtype(torch.float64)
+
+
+def copy_workflow(destination: Path) -> Path:
+    """A copy of the pipeline's files, as a fresh clone would have them."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "environment.yml"):
+        shutil.copy(ROOT / name, destination / name)
+    for folder in ("workflow", "config", "notebooks"):
+        if (ROOT / folder).exists():
+            shutil.copytree(ROOT / folder, destination / folder, dirs_exist_ok=True)
+    return destination
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The whole pipeline run once on config/smoke.yaml in a temporary copy; returns its root."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, "--configfile=config/smoke.yaml")
+    return workdir

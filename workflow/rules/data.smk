@@ -1,0 +1,12 @@
+rule mnist:
+    output:
+        "resources/mnist.npz",
+    log:
+        "resources/logs/mnist.log",
+    conda:
+        "../../environment.yml"
+    params:
+        source=config["data"]["source"],
+        cache_dir="resources/downloads",
+    script:
+        "../scripts/fetch_mnist.py"

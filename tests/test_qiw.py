@@ -122,7 +122,7 @@ def test_identity_holds_for_random_models(arch, k):
     encoder, decoder = encoder.double(), decoder.double()
     with torch.no_grad():  # random biases too, so q is not centred at 0 for every x
         for p in [*encoder.parameters(), *decoder.parameters()]:
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
         x = (torch.rand(4, 784, generator=g) < 0.3).double()
         log_w, log_q, _ = log_weights(encoder, decoder, x, k, generator=g)
     log_joint = log_w + log_q
@@ -130,7 +130,7 @@ def test_identity_holds_for_random_models(arch, k):
         conditional_elbo(log_joint, log_q), iwae_bound(log_w), rtol=0, atol=1e-10
     )
     # Log-weights of trained-size models are in the hundreds: a real test of stability.
-    assert log_w.abs().max() > 50
+    assert 50 < log_w.abs().max() < 1e5, log_w.abs().max()
 
 
 def test_identity_on_the_synthetic_target():

@@ -1,15 +1,18 @@
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
-from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
+from conftest import ROOT, SNAKEMAKE, snakemake
 
 SMOKE = "results/smoke"
+MODELS = ["burda1-vae-k1", "burda1-iwae-k5", "cremer2d-iwae-k5", "cremer2d-vae-k1"]
 
 
 def test_smoke_run_writes_figure_1_and_its_data(smoke_run):
@@ -17,8 +20,8 @@ def test_smoke_run_writes_figure_1_and_its_data(smoke_run):
         assert (smoke_run / SMOKE / f"figures/posterior_synthetic.{suffix}").stat().st_size > 10_000
     with np.load(smoke_run / SMOKE / "figures/posterior_synthetic.npz") as arrays:
         names = set(arrays.files)
-        axis, log_posterior = arrays["axis"], arrays["log_posterior"]
-    assert {"axis", "log_posterior", "log_qiw_k1", "log_qiw_k10", "log_qiw_k100"} <= names
+        axis, log_posterior = arrays["x_axis"], arrays["log_posterior"]
+    assert {"x_axis", "y_axis", "log_posterior", "log_qiw_k1", "log_qiw_k100"} <= names
     assert log_posterior.shape == (41, 41) and axis[0] == -6 and axis[-1] == 6
     table = pd.read_csv(smoke_run / SMOKE / "tables/qiw_distance_synthetic.csv")
     correct = table[table.variant == "correct"].set_index("k")
@@ -30,13 +33,47 @@ def test_smoke_run_writes_figure_1_and_its_data(smoke_run):
 
 
 def test_smoke_run_identity_check(smoke_run):
-    check = json.loads((smoke_run / SMOKE / "checks/identity_synthetic.json").read_text())
-    assert check["passed"] and [row["k"] for row in check["rows"]] == [1, 2, 10, 1000]
-    for row in check["rows"]:
-        assert row["max_abs_diff"] <= 1e-10
-        assert row["L_VAE[q]"] <= row["L_IWAE[q]"] + 1e-12 <= check["log_evidence"] + 0.05
-    markdown = (smoke_run / SMOKE / "checks/identity_synthetic.md").read_text()
-    assert markdown.count("| yes |") == 4
+    check = json.loads((smoke_run / SMOKE / "checks/identity.json").read_text())
+    cases = [section["case"] for section in check["sections"]]
+    assert check["passed"]
+    assert cases == ["synthetic 2D target", *MODELS]
+    synthetic = check["sections"][0]
+    assert [row["k"] for row in synthetic["rows"]] == [1, 2, 10, 1000]
+    for section in check["sections"]:
+        for row in section["rows"]:
+            assert row["max_abs_diff"] <= 1e-10 and row["passed"]
+            assert row["L_VAE[q]"] <= row["L_IWAE[q]"] + 3 * row["L_IWAE[q]_se"]
+    markdown = (smoke_run / SMOKE / "checks/identity.md").read_text()
+    assert markdown.count("| yes |") == 4 * (1 + len(MODELS))
+    assert "The original figure code's q_IW" in markdown
+
+
+def test_smoke_run_marginal_ordering(smoke_run):
+    table = pd.read_csv(smoke_run / SMOKE / "checks/marginal.csv")
+    assert set(table.case) == {"synthetic 2D target", "cremer2d-iwae-k5", "cremer2d-vae-k1"}
+    assert table.ordered.all()
+    synthetic = table[table.case == "synthetic 2D target"].set_index("k")
+    assert synthetic["log p(x)"].iloc[0] == pytest.approx(np.log(8), abs=0.01)
+    kl = synthetic["KL(q_IW marginal || posterior)"]
+    assert kl[10] < kl[1]
+    assert (smoke_run / SMOKE / "figures/marginal_bounds.png").stat().st_size > 10_000
+
+
+def test_smoke_run_trains_and_evaluates_every_model(smoke_run):
+    evaluation = pd.read_csv(smoke_run / SMOKE / "tables/evaluation.csv")
+    assert list(evaluation.model) == MODELS
+    assert (evaluation.epochs_run == 1).all() and (evaluation.ll_k == 50).all()
+    for r in evaluation.itertuples():
+        assert r.iwae_k1 < r.log_likelihood < 0 and r.vae_bound < r.log_likelihood
+        assert 0 <= r.active_units <= r.latent_dim
+    for name in evaluation.model:
+        history = pd.read_csv(smoke_run / SMOKE / f"models/{name}/history.csv")
+        assert list(history.columns) == ["epoch", "train_bound", "heldout_bound", "lr", "seconds"]
+        assert not (smoke_run / SMOKE / f"models/{name}/checkpoint.pt").exists()
+    burda = (smoke_run / SMOKE / "tables/burda_comparison.md").read_text()
+    assert "| IWAE | 5 |" in burda and "84.78" in burda and "not trained" in burda
+    for figure in ("learning_curves", "bound_vs_k"):
+        assert (smoke_run / SMOKE / f"figures/{figure}.png").stat().st_size > 10_000
 
 
 def test_rerun_with_nothing_changed_does_no_work(smoke_run):
@@ -52,7 +89,9 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
     result = snakemake(smoke_run, f"--configfile={changed}", "--dry-run", "--quiet", "rules")
     stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
     planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
-    assert planned == {"posterior_figure", "all"}, stats
+    figures = {"posterior_figure", "training_figures", "marginal_figure", "reconstruction_figure",
+               "digit_posteriors_figure", "latent_space_figure", "appendix_figure"}
+    assert planned == figures | {"all"}, stats
 
 
 @pytest.mark.parametrize(
@@ -79,43 +118,98 @@ def test_bad_config_value_stops_with_one_sentence(smoke_run, override, fragment)
 
 
 @pytest.mark.parametrize(
-    ("section", "key", "value", "fragment"),
+    ("path", "value", "fragment"),
     [
-        ("identity", "k", [1, 0], "identity.k[1]: 0 is less than the minimum of 1"),
+        (("identity", "k"), [1, 0], "identity.k[1]: 0 is less than the minimum of 1"),
         (
-            "models",
-            None,
+            ("models",),
             [{"arch": "resnet", "objective": "iwae", "k": 5}],
             "models[0].arch: 'resnet' is not one of 'cremer2d', 'burda1'",
         ),
-        ("train", "epochs", -3, "train.epochs: -3 is less than the minimum of 0"),
+        (
+            ("models",),
+            [{"arch": "burda1", "objective": "iwae", "k": 0}],
+            "models[0].k: 0 is less than the minimum of 1",
+        ),
+        (
+            ("training", "burda1", "epochs"),
+            -3,
+            "training.burda1.epochs: -3 is less than the minimum of 0",
+        ),
+        (("evaluation", "ll_k"), 0, "evaluation.ll_k: 0 is less than the minimum of 1"),
     ],
 )
 def test_bad_nested_config_value_stops_with_one_sentence(
-    smoke_run, tmp_path, section, key, value, fragment
+    smoke_run, tmp_path, path, value, fragment
 ):
     config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
-    if key is None:
-        config[section] = value
-    else:
-        config.setdefault(section, {})[key] = value
+    parent = config
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(smoke_run, f"--configfile={bad}", "--dry-run", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert any(fragment in line for line in output.splitlines()), output[-2000:]
+    sentence = [line for line in output.splitlines() if line.startswith("Invalid config")]
+    assert len(sentence) == 1 and fragment in sentence[0], output[-2000:]
 
 
-def test_identity_stage_fails_when_difference_exceeds_tolerance(tmp_path):
-    workdir = copy_workflow(tmp_path / "strict")
+def test_identity_stage_fails_when_difference_exceeds_tolerance(smoke_run, tmp_path):
+    workdir = tmp_path / "strict"
+    shutil.copytree(smoke_run, workdir)  # results and metadata too: only the check reruns
     config = yaml.safe_load((workdir / "config/smoke.yaml").read_text())
     config["identity"]["tolerance"] = 1e-300  # below float64 rounding: must fail
     (workdir / "strict.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(workdir, "--configfile=strict.yaml", "identity", check=False)
     assert result.returncode != 0
-    assert "Identity check failed on the synthetic target for k = [2, 10, 1000]" in result.stderr
-    assert not (workdir / SMOKE / "checks/identity_synthetic.json").exists()
+    assert "Job stats" in result.stdout + result.stderr
+    message = (
+        "Identity check failed for synthetic 2D target at k = 2, synthetic 2D target at k = 10"
+    )
+    assert message in result.stderr
+    assert "burda1-iwae-k5 at k = 1000" in result.stderr
+    assert not (workdir / SMOKE / "checks/identity.json").exists()
+    assert "rule train" not in result.stdout + result.stderr
+
+
+def test_reconstruction_figure_and_metric(smoke_run):
+    metric = pd.read_csv(smoke_run / SMOKE / "tables/reconstruction_metric.csv")
+    assert set(metric.model) == {"cremer2d-iwae-k5", "cremer2d-vae-k1"}
+    assert list(metric.source[:3]) == ["q", "q_IW", "q_IW - q"]
+    assert (metric.test_images == 10_000).all()
+    with np.load(smoke_run / SMOKE / "figures/reconstructions.npz") as arrays:
+        assert arrays["real"].shape == (2, 28, 28)
+        assert arrays["from_q"].shape == arrays["from_qiw"].shape == (2, 3, 28, 28)
+        assert 0 <= arrays["from_qiw"].min() and arrays["from_qiw"].max() <= 1
+    for name in (
+        "reconstructions",
+        "appendix_1d",
+        "digit_posteriors_cremer2d-vae-k1",
+        "latent_space_cremer2d-iwae-k5",
+    ):
+        for suffix in ("png", "pdf"):
+            assert (smoke_run / SMOKE / f"figures/{name}.{suffix}").stat().st_size > 5_000
+
+
+def test_real_digit_posteriors_are_normalised(smoke_run):
+    from riwae.grid import box_grid
+    from riwae.posterior import unflatten_digits
+
+    with np.load(smoke_run / SMOKE / "figures/digit_posteriors_cremer2d-iwae-k5.npz") as arrays:
+        digits = unflatten_digits(arrays)
+    assert len(digits) == 1
+    digit = digits[0]
+    grid = box_grid(
+        (digit["x_axis"][0], digit["y_axis"][0]),
+        (digit["x_axis"][-1], digit["y_axis"][-1]),
+        len(digit["x_axis"]),
+    )
+    log_posterior = torch.from_numpy(digit["log_posterior"]).reshape(-1)
+    assert np.exp(grid.log_integral(log_posterior)) == pytest.approx(1.0, abs=1e-9)
+    q = torch.from_numpy(digit["log_qiw_k1"]).reshape(-1)
+    assert np.exp(grid.log_integral(q)) == pytest.approx(1.0, abs=0.02)
 
 
 def test_lint_is_clean():

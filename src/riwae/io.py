@@ -46,3 +46,9 @@ def start_log(path: str | os.PathLike) -> logging.Logger:
         force=True,
     )
     return logging.getLogger("riwae")
+
+
+def write_csv(path: str | os.PathLike, frame) -> None:
+    """Write a pandas DataFrame as CSV, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

@@ -27,7 +27,7 @@ def posterior_panels(arrays: dict[str, np.ndarray], ks: list[int], style: dict):
     original, with shared axes so that the shapes can be compared.
     """
     sns.set_theme(style="white", context=style.get("context", "paper"))
-    axis = arrays["axis"]
+    x_axis, y_axis = arrays["x_axis"], arrays["y_axis"]
     panels = [("true posterior p(z|x)", arrays["log_posterior"])]
     panels += [
         (f"$q_{{IW}}$, k = {k}" + (" (= q)" if k == 1 else ""), arrays[f"log_qiw_k{k}"]) for k in ks
@@ -38,8 +38,8 @@ def posterior_panels(arrays: dict[str, np.ndarray], ks: list[int], style: dict):
     )
     for ax, (title, log_density) in zip(axes, panels, strict=True):
         ax.contourf(
-            axis,
-            axis,
+            x_axis,
+            y_axis,
             np.exp(log_density),
             levels=style.get("levels", 8),
             cmap=style.get("cmap", "Blues"),
@@ -51,5 +51,295 @@ def posterior_panels(arrays: dict[str, np.ndarray], ks: list[int], style: dict):
             nbins=6, integer=True
         )  # few ticks, so labels of neighbouring panels never touch
     axes[0].set_ylabel("$z_2$")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(histories, style: dict):
+    """Training bound and held-out bound per epoch for every model, one panel each."""
+    sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
+    long = histories.melt(
+        id_vars=["model", "epoch"],
+        value_vars=["train_bound", "heldout_bound"],
+        var_name="measured on",
+        value_name="bound (nats)",
+    )
+    long["measured on"] = long["measured on"].map(
+        {"train_bound": "training minibatches", "heldout_bound": "held-out test images"}
+    )
+    long["arch"] = long.model.str.split("-").str[0]
+    grid = sns.relplot(
+        data=long,
+        x="epoch",
+        y="bound (nats)",
+        hue="model",
+        style="measured on",
+        col="arch",
+        kind="line",
+        marker="o",
+        facet_kws={"sharey": False},
+        height=style.get("panel_size", 2.6) + 0.8,
+    )
+    grid.set_titles("{col_name}: training objective per epoch")
+    return grid.figure
+
+
+def bound_vs_k(evaluation, style: dict):
+    """Test IWAE bound against k (log scale) for every model; the largest k is the
+    log-likelihood estimate. Error bars: one standard error over test images."""
+    sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
+    rows = []
+    for r in evaluation.to_dict("records"):
+        ks = sorted(
+            int(c[len("iwae_k") :]) for c in r if c.startswith("iwae_k") and not c.endswith("_se")
+        )
+        points = [(k, r[f"iwae_k{k}"], r[f"iwae_k{k}_se"]) for k in ks]
+        points.append((r["ll_k"], r["log_likelihood"], r["log_likelihood_se"]))
+        rows += [
+            {"model": r["model"], "arch": r["arch"], "k": k, "bound": b, "se": se}
+            for k, b, se in points
+        ]
+    archs = sorted({row["arch"] for row in rows})
+    width = style.get("panel_size", 2.6) + 1.6
+    fig, axes = plt.subplots(1, len(archs), figsize=(width * len(archs), width), squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        for model in sorted({row["model"] for row in rows if row["arch"] == arch}):
+            points = [row for row in rows if row["model"] == model]
+            ax.errorbar(
+                [p["k"] for p in points],
+                [p["bound"] for p in points],
+                yerr=[p["se"] for p in points],
+                marker="o",
+                capsize=2,
+                label=model,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("k (samples in the IWAE bound)")
+        ax.set_ylabel("test bound (nats)")
+        ax.set_title(f"{arch}: IWAE bound against k")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+MARGINAL_QUANTITIES = [
+    ("L_VAE[q]", "$L_{VAE}[q]$"),
+    ("L_IWAE[q]", "$L_{IWAE}[q]$"),
+    ("L_VAE[q_IW marginal]", "$L_{VAE}[q_{IW}]$ (marginal)"),
+    ("log p(x)", r"$\log p(x)$"),
+]
+
+
+def marginal_bounds(table, style: dict):
+    """One panel per case: the four quantities against k (log scale) with one-standard-error
+    bars; a last panel: KL(q_IW marginal || posterior) against k for every case."""
+    sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
+    cases = list(table.groupby(["case", "image"], sort=False))
+    columns = min(3, len(cases) + 1)
+    rows = -(-(len(cases) + 1) // columns)
+    size = style.get("panel_size", 2.6) + 1.2
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    axes = axes.ravel()
+    colours = sns.color_palette(n_colors=len(MARGINAL_QUANTITIES))
+    for ax, ((case, image), frame) in zip(axes, cases, strict=False):
+        for (column, label), colour in zip(MARGINAL_QUANTITIES, colours, strict=True):
+            se = frame.get(f"{column}_se")
+            ax.errorbar(
+                frame.k,
+                frame[column],
+                yerr=None if se is None else se,
+                marker="o",
+                markersize=3,
+                capsize=2,
+                color=colour,
+                label=label,
+            )
+        ax.set_xscale("log")
+        ax.set_title(case if image < 0 else f"{case}\ntest image {image}", fontsize="medium")
+        ax.set_xlabel("k")
+        ax.set_ylabel("nats")
+    axes[0].legend(fontsize="small", loc="lower right")
+    kl_ax = axes[len(cases)]
+    for (case, image), frame in cases:
+        label = case if image < 0 else f"{case}, image {image}"
+        kl_ax.errorbar(
+            frame.k,
+            frame["KL(q_IW marginal || posterior)"],
+            yerr=frame["KL_se"],
+            marker="o",
+            markersize=3,
+            capsize=2,
+            label=label,
+        )
+    kl_ax.set_xscale("log")
+    kl_ax.set_yscale("symlog", linthresh=1e-2)
+    kl_ax.set_title(r"KL($q_{IW}$ marginal ‖ posterior)", fontsize="medium")
+    kl_ax.set_xlabel("k")
+    kl_ax.set_ylabel("nats")
+    kl_ax.legend(fontsize="x-small")
+    for ax in axes[len(cases) + 1 :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def image_mosaic(images: np.ndarray, columns: int) -> np.ndarray:
+    """A grid of 28 x 28 images ``[n, 28, 28]`` as one image, 2-pixel black gaps."""
+    import torch
+    from torchvision.utils import make_grid
+
+    tensor = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
+    return make_grid(tensor, nrow=columns, padding=2, pad_value=0.0)[0].numpy()
+
+
+def reconstructions(real: np.ndarray, from_q: np.ndarray, from_qiw: np.ndarray, style: dict):
+    """The paper's Figure 2: each row a test digit, then decodes (Bernoulli means) of draws
+    from q(z|x), then of draws from q_IW(z|x). ``from_q``, ``from_qiw``: [digits, draws, 28, 28]."""
+    sns.set_theme(style="white", context=style.get("context", "paper"))
+    digits, draws = from_q.shape[:2]
+    height = 0.55 * digits + 0.6
+    fig, axes = plt.subplots(
+        1,
+        3,
+        figsize=(1.1 * draws + 1.4, height),
+        gridspec_kw={"width_ratios": [1, draws, draws], "wspace": 0.05},
+    )
+    panels = [
+        ("Real", image_mosaic(real, 1)),
+        ("Sample $q(z|x)$", image_mosaic(from_q.reshape(-1, 28, 28), draws)),
+        ("Sample $q_{IW}(z|x)$", image_mosaic(from_qiw.reshape(-1, 28, 28), draws)),
+    ]
+    for ax, (title, mosaic) in zip(axes, panels, strict=True):
+        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict):
+    """Rows: test digits. Columns: the binarised digit, its true posterior p(z|x) (grid,
+    normalised by quadrature), then q_IW for each k (k = 1 is q). Each density panel on its
+    own colour scale; axes are the digit's own grid."""
+    sns.set_theme(style="white", context=style.get("context", "paper"))
+    size = style.get("panel_size", 2.6) * 0.8
+    columns = 2 + len(ks)
+    fig, axes = plt.subplots(
+        len(digits), columns, figsize=(size * columns, size * len(digits)), squeeze=False
+    )
+    for row, digit in zip(axes, digits, strict=True):
+        row[0].imshow(digit["image"], cmap="gray", vmin=0, vmax=1)
+        row[0].set_xticks([])
+        row[0].set_yticks([])
+        row[0].set_ylabel(f"test image {digit['index']}")
+        panels = [("p(z|x)", digit["log_posterior"])] + [
+            (f"$q_{{IW}}$, k = {k}" + (" (= q)" if k == 1 else ""), digit[f"log_qiw_k{k}"])
+            for k in ks
+        ]
+        for ax, (label, log_density) in zip(row[1:], panels, strict=True):
+            ax.contourf(
+                digit["x_axis"],
+                digit["y_axis"],
+                np.exp(log_density),
+                levels=style.get("levels", 8),
+                cmap=style.get("cmap", "Blues"),
+            )
+            ax.set_title(label)
+            ax.set_aspect("equal")
+            ax.locator_params(nbins=4)
+            ax.tick_params(labelsize="x-small")
+    for ax in axes[-1, 1:]:
+        ax.set_xlabel("$z_1$")
+    for ax in axes[:, 1]:
+        ax.set_ylabel("$z_2$")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def latent_space(
+    means: np.ndarray,
+    labels: np.ndarray,
+    manifold: np.ndarray,
+    extent: tuple[float, float, float, float],
+    title: str,
+    style: dict,
+):
+    """Left: test-set posterior means coloured by digit label. Right: decoded Bernoulli means
+    over a grid of z covering the same region (``manifold``: [rows, columns, 28, 28],
+    rows from high z_2 to low)."""
+    sns.set_theme(style="white", context=style.get("context", "paper"))
+    size = style.get("panel_size", 2.6) + 1.8
+    fig, (left, right) = plt.subplots(1, 2, figsize=(2 * size + 0.8, size))
+    sns.scatterplot(
+        x=means[:, 0],
+        y=means[:, 1],
+        hue=labels.astype(int),
+        palette="tab10",
+        s=4,
+        linewidth=0,
+        ax=left,
+        legend="full",
+    )
+    left.legend(
+        title="label",
+        fontsize="x-small",
+        markerscale=2,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+    )
+    left.set_xlim(extent[0], extent[1])
+    left.set_ylim(extent[2], extent[3])
+    left.set_xlabel("$z_1$")
+    left.set_ylabel("$z_2$")
+    left.set_title("posterior means of test images")
+    rows, columns = manifold.shape[:2]
+    right.imshow(
+        image_mosaic(manifold.reshape(-1, 28, 28), columns),
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        extent=extent,
+    )
+    right.set_xlabel("$z_1$")
+    right.set_ylabel("$z_2$")
+    right.set_title("decoded Bernoulli means over the same region")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def appendix_1d(arrays: dict[str, np.ndarray], style: dict):
+    """The paper's appendix figure: rows SVI (q fitted by the ELBO) and W-SVI (q fitted by
+    the k-sample IWAE bound); columns k. Histogram of q_IW samples over the true density
+    and q."""
+    from riwae.appendix import gaussian_density
+
+    sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
+    ks = [int(k) for k in arrays["ks"]]
+    size = style.get("panel_size", 2.6) + 0.6
+    fig, axes = plt.subplots(
+        2, len(ks), figsize=(size * len(ks), size * 1.6), sharex=True, sharey=True, squeeze=False
+    )
+    z = arrays["z"]
+    for row, (method, name) in zip(axes, (("svi", "SVI"), ("wsvi", "W-SVI")), strict=True):
+        for ax, k in zip(row, ks, strict=True):
+            mean, logvar = arrays[f"{method}_k{k}_q"]
+            ax.hist(
+                arrays[f"{method}_k{k}_samples"],
+                bins=100,
+                range=(-8, 8),
+                density=True,
+                color="tab:red",
+                alpha=0.6,
+                label=f"$q_{{IW}}$ samples, k = {k}",
+            )
+            ax.plot(z, np.exp(arrays["log_posterior"]), color="tab:blue", label="true posterior")
+            ax.plot(z, gaussian_density(z, mean, logvar), color="tab:green", label="q")
+            ax.set_title(f"{name}, k = {k}")
+        row[0].set_ylabel("density")
+    for ax in axes[-1]:
+        ax.set_xlabel("z")
+    axes[0, 0].legend(fontsize="x-small", loc="upper left")
     fig.tight_layout()
     return fig

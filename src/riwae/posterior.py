@@ -19,16 +19,49 @@ def qiw_log_density_on_grid(
     sample_sets: int,
     generator: torch.Generator,
     others: int | None = None,
+    chunk_samples: int = 2**13,
 ) -> torch.Tensor:
     """Monte Carlo log q_IW at every grid point from ``sample_sets`` sets of other samples.
 
     ``others`` defaults to the correct k - 1; pass k to get the original figure code's density.
+    ``target`` has ``log_joint(z)``; the other samples are drawn and weighted in chunks of
+    at most ``chunk_samples`` draws, so a decoder's memory stays bounded.
     """
     others = k - 1 if others is None else others
-    z_others = proposal.sample((sample_sets, others), generator)
-    log_w_others = target.log_joint(z_others) - proposal.log_prob(z_others)
+    sets_per_chunk = max(1, chunk_samples // max(others, 1))
+    log_w_others = []
+    for start in range(0, sample_sets, sets_per_chunk):
+        z = proposal.sample((min(sets_per_chunk, sample_sets - start), others), generator)
+        log_w_others.append(target.log_joint(z) - proposal.log_prob(z))
+    log_w_others = torch.cat(log_w_others)
     log_joint, log_q = target.log_joint(grid.points), proposal.log_prob(grid.points)
     return marginal_log_density(log_joint, log_q, log_w_others, k)
+
+
+def qiw_grid_arrays(
+    target,
+    proposal: DiagGaussian,
+    grid: Grid2D,
+    ks: list[int],
+    sample_sets: int,
+    generator: torch.Generator,
+    log_evidence: float | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays of one posterior figure: the grid axes, the normalised log posterior
+    (by ``log_evidence`` when known, else by quadrature on the grid), and log q_IW for each
+    k (``log_qiw_k{k}``; k = 1 is q itself)."""
+    log_joint = target.log_joint(grid.points)
+    if log_evidence is None:
+        log_evidence = grid.log_integral(log_joint)
+    arrays = {
+        "x_axis": grid.x_axis.numpy(),
+        "y_axis": grid.y_axis.numpy(),
+        "log_posterior": grid.image(log_joint - log_evidence).numpy(),
+    }
+    for k in ks:
+        log_qiw = qiw_log_density_on_grid(target, proposal, grid, k, sample_sets, generator)
+        arrays[f"log_qiw_k{k}"] = grid.image(log_qiw).numpy()
+    return arrays
 
 
 def synthetic_posterior(
@@ -42,24 +75,28 @@ def synthetic_posterior(
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Grid densities for the figure and a table of distances to the true posterior.
 
-    Returns arrays (``axis``, ``log_posterior`` and, for each k of ``figure_ks``,
-    ``log_qiw_k{k}`` and the original code's ``log_qiw_original_k{k}``) and a table with,
-    for each k and variant, the density's integral over the grid and its total variation
-    distance to the posterior (and, for the original variant, to the correct q_IW).
+    Returns ``qiw_grid_arrays`` for ``figure_ks`` plus, for each of them, the original
+    code's ``log_qiw_original_k{k}``, and a table with, for each k of either list and
+    variant, the density's integral over the grid and its total variation distance to the
+    posterior (and, for the original variant, to the correct q_IW).
     """
     generator = torch.Generator().manual_seed(seed)
-    log_posterior = target.log_joint(grid.points) - target.log_evidence
-    arrays = {"axis": grid.axis.numpy(), "log_posterior": grid.image(log_posterior).numpy()}
+    arrays = qiw_grid_arrays(
+        target, proposal, grid, figure_ks, sample_sets, generator, target.log_evidence
+    )
+    log_posterior = torch.from_numpy(arrays["log_posterior"]).reshape(-1)
     rows = []
     for k in sorted(set(figure_ks) | set(distance_ks)):
-        correct = qiw_log_density_on_grid(target, proposal, grid, k, sample_sets, generator)
-        variants = {"correct": correct}
         if k in figure_ks:
-            variants["original"] = qiw_log_density_on_grid(
+            correct = torch.from_numpy(arrays[f"log_qiw_k{k}"]).reshape(-1)
+            original = qiw_log_density_on_grid(
                 target, proposal, grid, k, sample_sets, generator, others=k
             )
-            arrays[f"log_qiw_k{k}"] = grid.image(correct).numpy()
-            arrays[f"log_qiw_original_k{k}"] = grid.image(variants["original"]).numpy()
+            arrays[f"log_qiw_original_k{k}"] = grid.image(original).numpy()
+            variants = {"correct": correct, "original": original}
+        else:
+            correct = qiw_log_density_on_grid(target, proposal, grid, k, sample_sets, generator)
+            variants = {"correct": correct}
         for variant, log_density in variants.items():
             rows.append(
                 {
@@ -71,3 +108,43 @@ def synthetic_posterior(
                 }
             )
     return arrays, pd.DataFrame(rows)
+
+
+def digit_posterior_arrays(
+    model,
+    images: torch.Tensor,
+    indices: list[int],
+    ks: list[int],
+    grid_limit: float,
+    grid_size: int,
+    sample_sets: int,
+    generator: torch.Generator,
+) -> list[dict]:
+    """For each binarised test image (float64): ``qiw_grid_arrays`` of its posterior under a
+    2D model, on a grid fitted to where the posterior and q have mass, with the image."""
+    from riwae.grid import fitted_grid
+    from riwae.targets import ModelPosterior
+
+    digits = []
+    for index, x in zip(indices, images, strict=True):
+        posterior = ModelPosterior(model, x)
+        q = posterior.proposal()
+        grid = fitted_grid([posterior.log_joint, q.log_prob], grid_limit, grid_size)
+        arrays = qiw_grid_arrays(posterior, q, grid, ks, sample_sets, generator)
+        digits.append({**arrays, "image": x.reshape(28, 28).numpy(), "index": index})
+    return digits
+
+
+def flatten_digits(digits: list[dict]) -> dict[str, np.ndarray]:
+    """Per-digit arrays as one flat dict for ``np.savez`` (keys ``d{i}/{name}``)."""
+    return {
+        f"d{i}/{name}": np.asarray(value) for i, d in enumerate(digits) for name, value in d.items()
+    }
+
+
+def unflatten_digits(arrays) -> list[dict]:
+    digits: dict[int, dict] = {}
+    for key in arrays:
+        prefix, name = key.split("/", 1)
+        digits.setdefault(int(prefix[1:]), {})[name] = arrays[key]
+    return [digits[i] for i in sorted(digits)]

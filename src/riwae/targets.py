@@ -4,7 +4,12 @@ from dataclasses import dataclass
 
 import torch
 
-from riwae.bounds import gaussian_log_density, sample_gaussian
+from riwae.bounds import (
+    bernoulli_log_likelihood,
+    gaussian_log_density,
+    sample_gaussian,
+    standard_normal_log_density,
+)
 
 
 @dataclass(frozen=True)
@@ -53,3 +58,23 @@ def cremer2d_target(dtype=torch.float64) -> tuple[GaussianMixtureTarget, DiagGau
     target = GaussianMixtureTarget(means, logvars, torch.zeros(len(means), dtype=dtype))
     proposal = DiagGaussian(torch.zeros(2, dtype=dtype), torch.ones(2, dtype=dtype))
     return target, proposal
+
+
+@dataclass(frozen=True)
+class ModelPosterior:
+    """The posterior of a trained model for one binarised image x, as a function of z:
+    log p(x, z) = log N(z; 0, I) + log p(x | z), with the model's q(z|x) as proposal."""
+
+    model: torch.nn.Module  # a riwae.models.VAE
+    x: torch.Tensor  # [pixels]
+
+    @torch.no_grad()
+    def log_joint(self, z: torch.Tensor) -> torch.Tensor:
+        return standard_normal_log_density(z) + bernoulli_log_likelihood(
+            self.model.decoder(z), self.x
+        )
+
+    @torch.no_grad()
+    def proposal(self) -> DiagGaussian:
+        mean, logvar = self.model.encoder(self.x)
+        return DiagGaussian(mean, logvar)

@@ -14,3 +14,49 @@ except WorkflowError as error:
 
 # Every artifact of a run lives under results/<run>/.
 RUN = f"results/{config['run']}"
+
+
+def model_name(spec):
+    return f"{spec['arch']}-{spec['objective']}-k{spec['k']}"
+
+
+MODELS = [model_name(spec) for spec in config["models"]]
+MODELS_2D = [model_name(s) for s in config["models"] if s["arch"] == "cremer2d"]
+if len(set(MODELS)) != len(MODELS):
+    raise WorkflowError(
+        "Invalid config at models: a model is listed twice; list each once."
+    )
+for arch in sorted(
+    {spec["arch"] for spec in config["models"]} - set(config["training"])
+):
+    raise WorkflowError(
+        f"Invalid config at training: no settings for architecture {arch!r}, which models "
+        f"uses; add training.{arch}."
+    )
+
+
+if MODELS_2D and config["figures"]["reconstruction_model"] not in MODELS_2D:
+    raise WorkflowError(
+        f"Invalid config at figures.reconstruction_model: "
+        f"{config['figures']['reconstruction_model']!r} is not a cremer2d model of models; "
+        f"use one of {', '.join(MODELS_2D)}."
+    )
+
+
+def train_settings(name):
+    """Everything that determines a trained model: a change reruns its training."""
+    spec = next(s for s in config["models"] if model_name(s) == name)
+    return {**spec, **config["training"][spec["arch"]], "seed": config["seed"]}
+
+
+def uses_gpu(device):
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device == "cuda"
+
+
+# GPU jobs declare gpu=1, so `--resources gpu=1` keeps them one at a time on one GPU;
+# on the CPU they declare none and run side by side.
+GPU_JOBS = 1 if uses_gpu(config["device"]) else 0

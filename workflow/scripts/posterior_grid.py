@@ -1,7 +1,7 @@
 import numpy as np
 
 from riwae.grid import square_grid
-from riwae.io import atomic_path, start_log
+from riwae.io import atomic_path, start_log, write_csv
 from riwae.posterior import synthetic_posterior
 from riwae.targets import cremer2d_target
 
@@ -21,5 +21,4 @@ arrays, distances = synthetic_posterior(
 log.info("q_IW against the true posterior on the grid:\n%s", distances.to_string(index=False))
 with atomic_path(snakemake.output.arrays) as tmp:
     np.savez(tmp, **arrays)
-with atomic_path(snakemake.output.distances) as tmp:
-    distances.to_csv(tmp, index=False)
+write_csv(snakemake.output.distances, distances)

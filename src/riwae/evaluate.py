@@ -1,0 +1,87 @@
+"""Evaluating trained models as Burda et al. did: the k=5000 log-likelihood estimate, the
+IWAE bound at several k, the VAE bound, and the number of active units."""
+
+import math
+
+import torch
+
+from riwae.bounds import log_weights, vae_bound
+from riwae.models import VAE
+
+# Burda et al. (2016), Table 1, MNIST test log-likelihood (k = 5000 estimate).
+BURDA_TABLE1 = [
+    {"layers": 1, "objective": "vae", "k": 1, "nll": 86.76},
+    {"layers": 1, "objective": "vae", "k": 5, "nll": 86.47},
+    {"layers": 1, "objective": "vae", "k": 50, "nll": 86.35},
+    {"layers": 1, "objective": "iwae", "k": 1, "nll": 86.76},
+    {"layers": 1, "objective": "iwae", "k": 5, "nll": 85.54},
+    {"layers": 1, "objective": "iwae", "k": 50, "nll": 84.78},
+    {"layers": 2, "objective": "vae", "k": 1, "nll": 85.33},
+    {"layers": 2, "objective": "vae", "k": 5, "nll": 85.01},
+    {"layers": 2, "objective": "vae", "k": 50, "nll": 84.78},
+    {"layers": 2, "objective": "iwae", "k": 1, "nll": 85.33},
+    {"layers": 2, "objective": "iwae", "k": 5, "nll": 83.89},
+    {"layers": 2, "objective": "iwae", "k": 50, "nll": 82.90},
+]
+
+
+@torch.no_grad()
+def iwae_estimate(
+    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator, max_samples: int = 2**12
+) -> torch.Tensor:
+    """log (1/k) sum_i w_i per image for k draws, in chunks of at most ``max_samples``
+    latent draws (k x batch) so memory stays bounded for k = 5000. Shape ``[batch]``.
+    Small chunks are also faster on a CPU: the decoder's [rows, 784] outputs stay in cache
+    (measured: about twice the throughput at 2^12 rows as at 2^16)."""
+    chunk = max(1, max_samples // len(x))
+    parts = []
+    for start in range(0, k, chunk):
+        log_w, _, _ = log_weights(model.encoder, model.decoder, x, min(chunk, k - start), generator)
+        parts.append(torch.logsumexp(log_w, 0))
+    return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
+
+
+@torch.no_grad()
+def active_units(model: VAE, x: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000):
+    """Burda et al.'s activity: the variance over data of each latent's posterior mean.
+
+    Returns (number of dimensions with variance above ``threshold``, the variances)."""
+    means = torch.cat([model.encoder(batch)[0] for batch in x.split(batch_size)])
+    variances = means.double().var(0, correction=1)
+    return int((variances > threshold).sum()), variances
+
+
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    values = values.double()
+    return float(values.mean()), float(values.std(correction=1) / math.sqrt(values.numel()))
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: VAE, x: torch.Tensor, ll_k: int, bound_ks: list[int], seed: int, batch_size: int = 100
+) -> dict:
+    """Test-set numbers of one model on fixed binarised images ``x``.
+
+    ``log_likelihood``: the k = ``ll_k`` IWAE estimate (Burda et al. use 5000);
+    ``iwae_k{k}``: the IWAE bound at each k of ``bound_ks``; ``vae_bound``: the ELBO
+    L_VAE[q], averaged over ``max(bound_ks)`` draws per image. Each with its standard error
+    over images.
+    """
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    columns: dict[str, list[torch.Tensor]] = {"log_likelihood": [], "vae_bound": []}
+    columns.update({f"iwae_k{k}": [] for k in bound_ks})
+    for batch in x.split(batch_size):
+        columns["log_likelihood"].append(iwae_estimate(model, batch, ll_k, generator))
+        log_w, _, _ = log_weights(model.encoder, model.decoder, batch, max(bound_ks), generator)
+        columns["vae_bound"].append(vae_bound(log_w))
+        for k in bound_ks:
+            columns[f"iwae_k{k}"].append(iwae_estimate(model, batch, k, generator))
+    result = {"test_images": len(x), "ll_k": ll_k}
+    for name, parts in columns.items():
+        result[name], result[f"{name}_se"] = mean_and_se(torch.cat(parts))
+    # Per image, so that models evaluated on the same images can be compared pairwise.
+    result["log_likelihood_per_image"] = torch.cat(columns["log_likelihood"]).tolist()
+    result["active_units"], variances = active_units(model, x)
+    result["latent_dim"] = model.latent_dim
+    result["posterior_mean_variances"] = variances.tolist()
+    return result

@@ -1,0 +1,109 @@
+"""The marginal q_IW placed among the other bounds (Domke and Sheldon, 2018):
+
+    L_VAE[q] <= L_IWAE[q] <= L_VAE[q_IW marginal] <= log p(x),
+
+all computable for a 2D latent space: the last two by quadrature on a grid, the marginal
+q_IW density by its Monte Carlo expectation formula."""
+
+import math
+
+import torch
+
+from riwae.checks import mean_and_se, sampled_identity_terms
+from riwae.grid import Grid2D
+from riwae.posterior import qiw_log_density_on_grid
+from riwae.targets import DiagGaussian
+
+# An inequality a <= b counts as violated only if a exceeds b by more than this many
+# standard errors of the difference: the terms are Monte Carlo estimates.
+ORDER_SIGMAS = 3.0
+
+
+def not_above(a: float, se_a: float, b: float, se_b: float) -> bool:
+    return a - b <= ORDER_SIGMAS * math.hypot(se_a, se_b)
+
+
+def marginal_ordering(
+    target,
+    proposal: DiagGaussian,
+    grid: Grid2D,
+    ks: list[int],
+    sample_sets: int,
+    replicates: int,
+    bound_sets: int,
+    generator: torch.Generator,
+) -> list[dict]:
+    """For each k: L_VAE[q] and L_IWAE[q] (Monte Carlo over ``bound_sets`` sample sets),
+    L_VAE[q_IW marginal] (quadrature of ``replicates`` independent grid estimates of the
+    density, each averaged over ``sample_sets`` sets; mean and standard error over the
+    replicates), log p(x) by quadrature, KL(q_IW marginal || posterior) = log p(x) -
+    L_VAE[q_IW marginal], and whether each inequality holds within its error bars."""
+    log_joint = target.log_joint(grid.points)
+    log_evidence = grid.log_integral(log_joint)
+    rows = []
+    for k in ks:
+        iwae, _, vae_q = sampled_identity_terms(
+            target, proposal, k, bound_sets, generator, chunk_samples=2**13
+        )
+        marginal = torch.tensor(
+            [
+                grid.elbo(
+                    qiw_log_density_on_grid(target, proposal, grid, k, sample_sets, generator),
+                    log_joint,
+                )
+                for _ in range(replicates)
+            ]
+        )
+        (q_mean, q_se), (iw_mean, iw_se) = mean_and_se(vae_q), mean_and_se(iwae)
+        m_mean, m_se = mean_and_se(marginal)
+        rows.append(
+            {
+                "k": k,
+                "L_VAE[q]": q_mean,
+                "L_VAE[q]_se": q_se,
+                "L_IWAE[q]": iw_mean,
+                "L_IWAE[q]_se": iw_se,
+                "L_VAE[q_IW marginal]": m_mean,
+                "L_VAE[q_IW marginal]_se": m_se,
+                "log p(x)": log_evidence,
+                "KL(q_IW marginal || posterior)": log_evidence - m_mean,
+                "KL_se": m_se,
+                "VAE <= IWAE": not_above(q_mean, q_se, iw_mean, iw_se),
+                "IWAE <= marginal": not_above(iw_mean, iw_se, m_mean, m_se),
+                "marginal <= log p(x)": not_above(m_mean, m_se, log_evidence, 0.0),
+            }
+        )
+    for row in rows:
+        row["ordered"] = (
+            row["VAE <= IWAE"] and row["IWAE <= marginal"] and row["marginal <= log p(x)"]
+        )
+    return rows
+
+
+def marginal_markdown(table) -> str:
+    """The four quantities per case and k, with one standard error, and the verdict."""
+    lines = []
+    for (case, image), rows in table.groupby(["case", "image"], sort=False):
+        title = case if image < 0 else f"{case}, test image {image}"
+        lines += [
+            f"## {title}",
+            "",
+            "| k | L_VAE[q] | L_IWAE[q] | L_VAE[q_IW marginal] | log p(x) | KL(q_IW ‖ p) "
+            "| ordered |",
+            "|---:|---:|---:|---:|---:|---:|:---:|",
+        ]
+        for r in rows.to_dict("records"):
+            lines.append(
+                f"| {r['k']} | {r['L_VAE[q]']:.3f} ± {r['L_VAE[q]_se']:.3f} "
+                f"| {r['L_IWAE[q]']:.3f} ± {r['L_IWAE[q]_se']:.3f} "
+                f"| {r['L_VAE[q_IW marginal]']:.3f} ± {r['L_VAE[q_IW marginal]_se']:.3f} "
+                f"| {r['log p(x)']:.3f} | {r['KL(q_IW marginal || posterior)']:.3f} "
+                f"| {'yes' if r['ordered'] else 'NO'} |"
+            )
+        lines.append("")
+    lines.append(
+        f"± is one Monte Carlo standard error. 'ordered': L_VAE[q] <= L_IWAE[q] <= "
+        f"L_VAE[q_IW marginal] <= log p(x), each within {ORDER_SIGMAS:g} standard errors "
+        f"of the difference. log p(x) and L_VAE[q_IW marginal] by quadrature on a grid."
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,80 @@
+import torch
+from scipy import stats
+
+from riwae.appendix import appendix_arrays, fit_gaussian, trimodal_target
+from riwae.models import VAE
+from riwae.reconstruct import q_and_qiw_draws, reconstruction_metric
+
+
+def binary_images(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 784, generator=g) < 0.2).to(torch.get_default_dtype())
+
+
+def test_metric_is_equal_for_q_and_qiw_when_the_decoder_ignores_z():
+    model = VAE("cremer2d").initialise(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.decoder.net[0].weight.zero_()  # p(x|z) no longer depends on z
+    rows = {r["source"]: r for r in reconstruction_metric(model, binary_images(50), 10, 3, 0)}
+    assert rows["q"]["log_p_x_given_z"] == rows["q_IW"]["log_p_x_given_z"]
+    assert rows["q"]["pixel_error"] == rows["q_IW"]["pixel_error"]
+    assert rows["q_IW - q"]["log_p_x_given_z"] == 0 and rows["q_IW - q"]["pixel_error"] == 0
+
+
+def test_qiw_draws_decode_better_than_q_draws_when_q_is_poor():
+    """With q much wider than the posterior, resampling by importance weight must help."""
+    model = VAE("cremer2d").initialise(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.encoder.net[-1].bias[2:] = 2.0  # log-variance 2: a very wide q
+    x = binary_images(100)
+    rows = {r["source"]: r for r in reconstruction_metric(model, x, 50, 4, 0)}
+    diff = rows["q_IW - q"]
+    assert diff["log_p_x_given_z"] > 5 * diff["log_p_x_given_z_se"] > 0
+
+
+def test_q_and_qiw_draws_shapes_and_k1():
+    model = VAE("cremer2d").initialise(torch.Generator().manual_seed(0))
+    x = binary_images(7)
+    z_q, z_qiw = q_and_qiw_draws(model, x, 4, 3, torch.Generator().manual_seed(0))
+    assert z_q.shape == z_qiw.shape == (4, 7, 2)
+    # With k = 1 the single proposal is always picked: q_IW draws are q draws.
+    a = q_and_qiw_draws(model, x, 4, 1, torch.Generator().manual_seed(1))[1]
+    g = torch.Generator().manual_seed(1)
+    mean, logvar = model.encoder(x)
+    torch.randn((4, 7, 2), generator=g)  # the q draws come first
+    expected = mean + torch.exp(0.5 * logvar) * torch.randn((4, 7, 2), generator=g)
+    torch.testing.assert_close(a, expected)
+
+
+def test_wsvi_qiw_covers_the_far_mode_and_svi_does_not():
+    torch.set_default_dtype(torch.float64)
+    arrays = appendix_arrays([10], steps=600, sample_sets=50, lr=0.03, draws=20000, seed=0)
+    far = {m: float((arrays[f"{m}_k10_samples"] > 2).mean()) for m in ("svi", "wsvi")}
+    assert abs(far["wsvi"] - 0.4) < 0.06, far  # the true mass of the mode at 4 is 0.4
+    assert far["svi"] < 0.15, far
+
+
+def test_fits_reach_the_right_optimum_for_a_gaussian_target():
+    """For a Gaussian posterior, SVI and W-SVI both recover it exactly."""
+    from riwae.targets import GaussianMixtureTarget
+
+    target = GaussianMixtureTarget(
+        torch.tensor([[1.5]], dtype=torch.float64),
+        torch.tensor([[0.5]], dtype=torch.float64),
+        torch.zeros(1, dtype=torch.float64),
+    )
+    for objective, k in (("vae", 1), ("iwae", 5)):
+        q = fit_gaussian(target, objective, k, 800, 50, 0.03, torch.Generator().manual_seed(0))
+        assert abs(float(q.mean) - 1.5) < 0.05 and abs(float(q.logvar) - 0.5) < 0.1
+
+
+def test_trimodal_target_is_the_stated_mixture():
+    z = torch.linspace(-8, 8, 161)[:, None]
+    expected = (
+        0.3 * stats.norm.pdf(z, -2, 0.6)
+        + 0.3 * stats.norm.pdf(z, 0, 0.9)
+        + 0.4 * stats.norm.pdf(z, 4, 0.7)
+    )
+    torch.testing.assert_close(
+        trimodal_target().log_joint(z).exp(), torch.from_numpy(expected[:, 0])
+    )

@@ -1,0 +1,182 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import riwae.train
+from riwae.data import BinarizedMNIST
+from riwae.evaluate import active_units, evaluate_model, iwae_estimate
+from riwae.grid import square_grid
+from riwae.models import VAE
+from riwae.train import TrainingError, TrainSettings, train_model
+
+
+def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
+    """Digit-like uint8 images: a few random strokes, so there is structure to learn."""
+    rng = np.random.default_rng(seed)
+    prototypes = (rng.random((4, 784)) < 0.15) * 230 + 10
+    images = prototypes[rng.integers(0, 4, n)] + rng.integers(0, 15, (n, 784))
+    return images.clip(0, 255).astype(np.uint8)
+
+
+def settings(**changes) -> TrainSettings:
+    base = dict(
+        arch="burda1",
+        objective="iwae",
+        k=5,
+        batch_size=50,
+        lr=1e-3,
+        adam_eps=1e-4,
+        schedule="constant",
+        epochs=3,
+        stages=0,
+        seed=0,
+        train_images=500,
+        heldout_images=100,
+    )
+    return TrainSettings(**{**base, **changes})
+
+
+@pytest.fixture(autouse=True)
+def float32_and_one_thread():
+    """Training runs in float32, as in the pipeline (conftest sets float64 for the maths)."""
+    default, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float32)
+    torch.set_num_threads(1)
+    yield
+    torch.set_default_dtype(default)
+    torch.set_num_threads(threads)
+
+
+def test_burda_schedule_has_3280_epochs_with_decaying_rates():
+    rates = settings(schedule="burda", stages=8).learning_rates()
+    assert len(rates) == 3280
+    assert rates[0] == 1e-3 and rates[1] == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert rates[-1] == pytest.approx(1e-3 * 10**-1)
+    assert rates[1:4] == [pytest.approx(1e-3 * 10 ** (-1 / 7))] * 3  # stage 2: epochs 2-4
+    assert rates[4] == pytest.approx(1e-3 * 10 ** (-2 / 7))  # stage 3 starts at epoch 5
+
+
+def test_a_few_epochs_improve_the_bound(tmp_path):
+    images = synthetic_images(600)
+    _, history = train_model(
+        settings(), images, images[500:], torch.device("cpu"), tmp_path / "c.pt", progress=False
+    )
+    assert list(history.epoch) == [1, 2, 3]
+    assert history.heldout_bound.iloc[-1] > history.heldout_bound.iloc[0] + 5
+    assert history.train_bound.is_monotonic_increasing
+
+
+def test_resume_ends_with_the_same_numbers_as_an_uninterrupted_run(tmp_path):
+    images = synthetic_images(600)
+    device = torch.device("cpu")
+    whole, whole_history = train_model(
+        settings(), images, images[500:], device, tmp_path / "whole.pt", progress=False
+    )
+    train_model(
+        settings(),
+        images,
+        images[500:],
+        device,
+        tmp_path / "cut.pt",
+        stop_after_epochs=1,
+        progress=False,
+    )
+    resumed, resumed_history = train_model(
+        settings(), images, images[500:], device, tmp_path / "cut.pt", progress=False
+    )
+    columns = ["epoch", "train_bound", "heldout_bound", "lr"]
+    assert whole_history[columns].equals(resumed_history[columns])
+    for (name, a), (_, b) in zip(
+        whole.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    images = synthetic_images(600)
+    device = torch.device("cpu")
+    train_model(
+        settings(),
+        images,
+        images[500:],
+        device,
+        tmp_path / "c.pt",
+        stop_after_epochs=2,
+        progress=False,
+    )
+    _, history = train_model(
+        settings(lr=2e-3, epochs=1), images, images[500:], device, tmp_path / "c.pt", progress=False
+    )
+    assert list(history.lr) == [2e-3]
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    images = synthetic_images(600)
+    device = torch.device("cpu")
+    checkpoint = tmp_path / "c.pt"
+    train_model(
+        settings(), images, images[500:], device, checkpoint, stop_after_epochs=1, progress=False
+    )
+    before = checkpoint.read_bytes()
+
+    def nan_bound(model, x, objective, k, generator):
+        return torch.full((len(x),), math.nan, requires_grad=True)
+
+    monkeypatch.setattr(riwae.train, "objective_bound", nan_bound)
+    with pytest.raises(TrainingError, match=r"became nan in epoch 2.*end of epoch 1"):
+        train_model(settings(), images, images[500:], device, checkpoint, progress=False)
+    assert checkpoint.read_bytes() == before
+
+
+def tiny_2d_model() -> VAE:
+    """A 2D-latent model with a gentle decoder, so that log p(x) is a smooth integral."""
+    model = VAE("cremer2d").initialise(torch.Generator().manual_seed(0)).double()
+    with torch.no_grad():
+        model.decoder.net[-1].weight.mul_(0.05)
+        model.encoder.net[-1].weight.mul_(0.1)
+    return model
+
+
+def test_k5000_estimate_agrees_with_quadrature(monkeypatch):
+    torch.set_default_dtype(torch.float64)
+    model = tiny_2d_model()
+    x = BinarizedMNIST(synthetic_images(4)).fixed(seed=0, dtype=torch.float64)
+    grid = square_grid(7.0, 281)
+    with torch.no_grad():
+        z = grid.points[:, None, :]  # [points, 1, 2]
+        logits = model.decoder(z)  # [points, 1, 784]
+        log_lik = -torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.expand(-1, len(x), -1), x.expand(len(grid.points), -1, -1), reduction="none"
+        ).sum(-1)  # [points, images]
+        log_prior = -0.5 * (math.log(2 * math.pi) * 2 + (grid.points**2).sum(-1))
+        exact = torch.stack(
+            [torch.tensor(grid.log_integral(log_prior + log_lik[:, i])) for i in range(len(x))]
+        )
+    g = torch.Generator().manual_seed(0)
+    estimates = torch.stack([iwae_estimate(model, x, 5000, g, max_samples=4000) for _ in range(8)])
+    mean, se = estimates.mean(0), estimates.std(0) / math.sqrt(8)
+    # Within 4 standard errors plus a small allowance for the estimator's downward bias.
+    assert ((mean - exact).abs() < 4 * se + 0.02).all(), (mean, exact, se)
+    assert (mean <= exact + 4 * se).all()
+
+
+def test_active_units_counts_dimensions_whose_mean_varies():
+    model = VAE("burda1").initialise(torch.Generator().manual_seed(0))
+    with torch.no_grad():  # collapse 45 of the 50 mean outputs to a constant
+        model.encoder.net[-1].weight[5:50].zero_()
+        model.encoder.net[-1].bias[5:50] = 0.7
+    x = BinarizedMNIST(synthetic_images(300)).fixed(seed=0)
+    count, variances = active_units(model, x)
+    assert count == 5 and variances.shape == (50,)
+    assert (variances[5:] == 0).all() and (variances[:5] > 0.01).all()
+
+
+def test_evaluate_model_reports_ordered_bounds():
+    model = VAE("burda1").initialise(torch.Generator().manual_seed(0))
+    x = BinarizedMNIST(synthetic_images(40)).fixed(seed=0)
+    result = evaluate_model(model, x, ll_k=500, bound_ks=[1, 5, 50], seed=0, batch_size=20)
+    assert result["test_images"] == 40 and result["ll_k"] == 500
+    assert result["iwae_k1"] < result["iwae_k5"] < result["iwae_k50"] < result["log_likelihood"]
+    assert result["vae_bound"] == pytest.approx(result["iwae_k1"], abs=3 * result["iwae_k1_se"])

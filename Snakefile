@@ -15,19 +15,19 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/identity.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         "resources/mnist.npz",
-        rules.posterior_figure.output,
-        rules.posterior_grid.output,
-        rules.identity.output,
-        rules.marginal_figure.output,
-        rules.evaluation_tables.output,
-        rules.training_figures.output,
-        rules.appendix_figure.output,
-        rules.reconstruction_figure.output if MODELS_2D else [],
-        expand(rules.digit_posteriors_figure.output, model2d=MODELS_2D),
-        expand(rules.latent_space_figure.output, model2d=MODELS_2D),
+        ARTIFACTS,
+        rules.manifest.output,
+        rules.notebook.output,
+
+
+onsuccess:
+    # The Snakemake report of the run, made after every successful run with the same
+    # command-line options (configfiles, --config), so that it always matches the results.
+    make_report(f"{RUN}/report.html")

@@ -89,9 +89,17 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
     result = snakemake(smoke_run, f"--configfile={changed}", "--dry-run", "--quiet", "rules")
     stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
     planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
-    figures = {"posterior_figure", "training_figures", "marginal_figure", "reconstruction_figure",
-               "digit_posteriors_figure", "latent_space_figure", "appendix_figure"}
-    assert planned == figures | {"all"}, stats
+    figures = {
+        "posterior_figure",
+        "training_figures",
+        "marginal_figure",
+        "reconstruction_figure",
+        "digit_posteriors_figure",
+        "latent_space_figure",
+        "appendix_figure",
+    }
+    # The manifest hashes the new figures and the notebook shows them: both follow.
+    assert planned == figures | {"manifest", "notebook", "all"}, stats
 
 
 @pytest.mark.parametrize(
@@ -210,6 +218,68 @@ def test_real_digit_posteriors_are_normalised(smoke_run):
     assert np.exp(grid.log_integral(log_posterior)) == pytest.approx(1.0, abs=1e-9)
     q = torch.from_numpy(digit["log_qiw_k1"]).reshape(-1)
     assert np.exp(grid.log_integral(q)) == pytest.approx(1.0, abs=0.02)
+
+
+def test_manifest_records_the_run_and_hashes_every_artifact(smoke_run):
+    from riwae.data import ARRAY_SHA256, sha256_file
+
+    manifest = json.loads((smoke_run / SMOKE / "manifest.json").read_text())
+    assert {
+        "run",
+        "git",
+        "config",
+        "config_sha256",
+        "versions",
+        "training_devices",
+        "data",
+        "stage_seconds",
+        "artifacts",
+    } <= set(manifest)
+    assert manifest["run"] == "smoke" and manifest["config"]["run"] == "smoke"
+    assert {"commit", "dirty"} <= set(manifest["git"])
+    assert {"python", "torch", "cuda", "torchvision", "snakemake"} <= set(manifest["versions"])
+    assert manifest["training_devices"] == {name: "cpu" for name in MODELS}
+    assert manifest["data"]["arrays_sha256"] == ARRAY_SHA256
+    assert manifest["data"]["sha256"] == sha256_file(smoke_run / "resources/mnist.npz")
+    assert {"identity", "marginal", "train/burda1-vae-k1"} <= set(manifest["stage_seconds"])
+    assert len(manifest["artifacts"]) > 40
+    for path, digest in manifest["artifacts"].items():
+        assert path.startswith(f"{SMOKE}/") and sha256_file(smoke_run / path) == digest, path
+
+
+def test_report_and_executed_notebook(smoke_run):
+    report = (smoke_run / SMOKE / "report.html").read_text()
+    assert "posterior_synthetic.png" in report and "identity.md" in report
+    notebook = (smoke_run / SMOKE / "notebook.html").read_text()
+    assert "Figure 1 again" in notebook and "burda_comparison" in notebook
+    # nbconvert --execute stops at a cell that raises, so a written notebook ran clean.
+    assert "run folder:" in notebook and "config sha256:" in notebook
+    assert notebook.count("<img") > 5
+
+
+def test_another_run_name_never_touches_the_first_run(smoke_run):
+    from riwae.data import sha256_file
+
+    first = {p: sha256_file(p) for p in (smoke_run / SMOKE).rglob("*") if p.is_file()}
+    planned = snakemake(
+        smoke_run, "--configfile=config/smoke.yaml", "--config", "run=second", "--dry-run"
+    )
+    outputs = [
+        line.split(":", 1)[1]
+        for line in planned.stdout.splitlines()
+        if line.strip().startswith("output:")
+    ]
+    paths = [p.strip() for line in outputs for p in line.split(",")]
+    assert len(paths) > 40 and all(p.startswith("results/second/") for p in paths), paths
+    snakemake(
+        smoke_run,
+        "results/second/figures/appendix_1d.png",  # targets first: --config takes many values
+        "--configfile=config/smoke.yaml",
+        "--config",
+        "run=second",
+    )
+    assert (smoke_run / "results/second/figures/appendix_1d.png").exists()
+    assert first == {p: sha256_file(p) for p in (smoke_run / SMOKE).rglob("*") if p.is_file()}
 
 
 def test_lint_is_clean():

@@ -22,6 +22,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        tmp.chmod(0o644)  # mkstemp makes files private; artifacts are for everyone to read
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -173,6 +173,7 @@ def marginal_bounds(table, style: dict):
         )
     kl_ax.set_xscale("log")
     kl_ax.set_yscale("symlog", linthresh=1e-2)
+    kl_ax.set_ylim(bottom=0)
     kl_ax.set_title(r"KL($q_{IW}$ marginal ‖ posterior)", fontsize="medium")
     kl_ax.set_xlabel("k")
     kl_ax.set_ylabel("nats")

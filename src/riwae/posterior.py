@@ -129,7 +129,8 @@ def digit_posterior_arrays(
     for index, x in zip(indices, images, strict=True):
         posterior = ModelPosterior(model, x)
         q = posterior.proposal()
-        grid = fitted_grid([posterior.log_joint, q.log_prob], grid_limit, grid_size)
+        # Zoomed to where the densities are within 12 nats of their peaks: the figure's view.
+        grid = fitted_grid([posterior.log_joint, q.log_prob], grid_limit, grid_size, log_ratio=12.0)
         arrays = qiw_grid_arrays(posterior, q, grid, ks, sample_sets, generator)
         digits.append({**arrays, "image": x.reshape(28, 28).numpy(), "index": index})
     return digits

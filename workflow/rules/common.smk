@@ -1,3 +1,5 @@
+import os
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -60,3 +62,36 @@ def uses_gpu(device):
 # GPU jobs declare gpu=1, so `--resources gpu=1` keeps them one at a time on one GPU;
 # on the CPU they declare none and run side by side.
 GPU_JOBS = 1 if uses_gpu(config["device"]) else 0
+
+
+def make_report(path):
+    """Write the self-contained HTML report of this run by calling Snakemake again with the
+    options of the current call (its targets and execution flags do not change a report).
+    """
+    import shlex
+    import subprocess
+    import sys
+
+    skip = {
+        "--forcerun",
+        "-R",
+        "--forceall",
+        "-F",
+        "--until",
+        "-U",
+        "--omit-from",
+        "-O",
+    }
+    args, dropping = [], False
+    for arg in sys.argv[1:]:
+        if arg.startswith("-"):
+            dropping = arg.split("=")[0] in skip
+        if not dropping:
+            args.append(arg)
+    command = [sys.executable, "-m", "snakemake", *args, "--report", path]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(
+            f"Could not write the report {path}: {result.stderr[-2000:]}",
+            file=sys.stderr,
+        )

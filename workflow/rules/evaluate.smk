@@ -40,6 +40,8 @@ rule evaluation_tables:
         histories=f"{RUN}/tables/histories.csv",
     log:
         f"{RUN}/logs/evaluation_tables.log",
+    benchmark:
+        f"{RUN}/benchmarks/evaluation_tables.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -67,6 +69,8 @@ rule training_figures:
         bounds_pdf=f"{RUN}/figures/bound_vs_k.pdf",
     log:
         f"{RUN}/logs/training_figures.log",
+    benchmark:
+        f"{RUN}/benchmarks/training_figures.tsv"
     conda:
         "../../environment.yml"
     params:

@@ -40,6 +40,8 @@ rule reconstruction_figure:
         pdf=f"{RUN}/figures/reconstructions.pdf",
     log:
         f"{RUN}/logs/reconstruction_figure.log",
+    benchmark:
+        f"{RUN}/benchmarks/reconstruction_figure.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -82,6 +84,8 @@ rule digit_posteriors_figure:
         pdf=f"{RUN}/figures/digit_posteriors_{{model2d}}.pdf",
     log:
         f"{RUN}/logs/digit_posteriors_figure_{{model2d}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/digit_posteriors_figure_{{model2d}}.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -99,6 +103,8 @@ rule latent_space:
         f"{RUN}/figures/latent_space_{{model2d}}.npz",
     log:
         f"{RUN}/logs/latent_space_{{model2d}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/latent_space_{{model2d}}.tsv"
     conda:
         "../../environment.yml"
     threads: config["threads_per_job"]
@@ -122,6 +128,8 @@ rule latent_space_figure:
         pdf=f"{RUN}/figures/latent_space_{{model2d}}.pdf",
     log:
         f"{RUN}/logs/latent_space_figure_{{model2d}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/latent_space_figure_{{model2d}}.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -158,6 +166,8 @@ rule appendix_figure:
         pdf=f"{RUN}/figures/appendix_1d.pdf",
     log:
         f"{RUN}/logs/appendix_figure.log",
+    benchmark:
+        f"{RUN}/benchmarks/appendix_figure.tsv"
     conda:
         "../../environment.yml"
     params:

@@ -63,6 +63,8 @@ rule marginal_figure:
         pdf=f"{RUN}/figures/marginal_bounds.pdf",
     log:
         f"{RUN}/logs/marginal_figure.log",
+    benchmark:
+        f"{RUN}/benchmarks/marginal_figure.tsv"
     conda:
         "../../environment.yml"
     params:

@@ -1,0 +1,76 @@
+"""The run manifest: what produced the artifacts of a run folder, and their hashes."""
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from riwae.data import sha256_file
+
+
+def git_state(root: str | Path = ".") -> dict:
+    """The commit of the working tree and whether it has uncommitted changes."""
+
+    def git(*args):
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def versions() -> dict:
+    import snakemake
+    import torch
+    import torchvision
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "torchvision": torchvision.__version__,
+        "snakemake": snakemake.__version__,
+    }
+
+
+def stage_times(benchmark_dir: str | Path) -> dict[str, float]:
+    """Wall seconds of each job, from Snakemake's ``benchmark:`` files under the run."""
+    times = {}
+    for path in sorted(Path(benchmark_dir).rglob("*.tsv")):
+        name = str(path.relative_to(benchmark_dir).with_suffix(""))
+        times[name] = float(pd.read_csv(path, sep="\t")["s"].iloc[-1])
+    return times
+
+
+def training_devices(model_paths) -> dict[str, str]:
+    import torch
+
+    return {
+        Path(path).parent.name: torch.load(path, map_location="cpu", weights_only=False)["device"]
+        for path in model_paths
+    }
+
+
+def build_manifest(
+    config: dict, run_dir: str | Path, data_path: str | Path, model_paths, artifacts
+) -> dict:
+    """Everything a stranger needs to see what produced this run's artifacts."""
+    config_text = json.dumps(config, sort_keys=True)
+    return {
+        "run": config["run"],
+        "git": git_state(),
+        "config": config,
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "versions": versions(),
+        "training_devices": training_devices(model_paths),
+        "data": {"path": str(data_path), "sha256": sha256_file(data_path)},
+        "stage_seconds": stage_times(Path(run_dir) / "benchmarks"),
+        "artifacts": {str(path): sha256_file(path) for path in sorted(map(str, artifacts))},
+    }

@@ -1,4 +1,5 @@
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate

@@ -57,6 +57,7 @@ rule notebook:
         "../../environment.yml"
     params:
         run_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        python=sys.executable,  # the environment that runs Snakemake has nbconvert
     shell:
-        "RIWAE_RUN_DIR=$(pwd)/{params.run_dir} jupyter nbconvert --to html --execute "
+        "RIWAE_RUN_DIR=$(pwd)/{params.run_dir} {params.python} -m jupyter nbconvert --to html --execute "
         "{input.notebook} --output-dir {params.run_dir} --output notebook > {log} 2>&1"

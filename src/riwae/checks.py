@@ -17,7 +17,8 @@ def identity_terms(log_joint: torch.Tensor, log_q: torch.Tensor):
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and Monte Carlo standard error of i.i.d. values."""
+    """Mean and Monte Carlo standard error of i.i.d. values (computed in float64)."""
+    values = values.double()
     n = values.numel()
     se = float(values.std(correction=1) / math.sqrt(n)) if n > 1 else math.nan
     return float(values.mean()), se

@@ -6,6 +6,7 @@ import math
 import torch
 
 from riwae.bounds import log_weights, vae_bound
+from riwae.checks import mean_and_se
 from riwae.models import VAE
 
 # Burda et al. (2016), Table 1, MNIST test log-likelihood (k = 5000 estimate).
@@ -49,11 +50,6 @@ def active_units(model: VAE, x: torch.Tensor, threshold: float = 0.01, batch_siz
     means = torch.cat([model.encoder(batch)[0] for batch in x.split(batch_size)])
     variances = means.double().var(0, correction=1)
     return int((variances > threshold).sum()), variances
-
-
-def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
-    values = values.double()
-    return float(values.mean()), float(values.std(correction=1) / math.sqrt(values.numel()))
 
 
 @torch.no_grad()

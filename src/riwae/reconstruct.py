@@ -3,7 +3,7 @@
 import torch
 
 from riwae.bounds import bernoulli_log_likelihood, log_weights, sample_gaussian
-from riwae.evaluate import mean_and_se
+from riwae.checks import mean_and_se
 from riwae.models import VAE
 from riwae.qiw import sir_sample
 

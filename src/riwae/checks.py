@@ -95,17 +95,14 @@ def model_identity(
     generator = torch.Generator(device=images.device).manual_seed(seed)
     rows = []
     for k in ks:
-        per_image = [
-            sampled_identity_terms(
-                ModelPosterior(model, x),
-                ModelPosterior(model, x).proposal(),
-                k,
-                sample_sets,
-                generator,
-                chunk_samples=2**13,
+        per_image = []
+        for x in images.double():
+            posterior = ModelPosterior(model, x)
+            per_image.append(
+                sampled_identity_terms(
+                    posterior, posterior.proposal(), k, sample_sets, generator, chunk_samples=2**13
+                )
             )
-            for x in images.double()
-        ]
         terms = (torch.cat(column) for column in zip(*per_image, strict=True))
         rows.append(summarise_identity(k, *terms, tolerance))
     return rows

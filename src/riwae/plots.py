@@ -8,7 +8,10 @@ matplotlib.use("Agg")  # figures are written to files; no display is needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
+from riwae.appendix import gaussian_density  # noqa: E402
 from riwae.io import atomic_path  # noqa: E402
 
 
@@ -186,9 +189,6 @@ def marginal_bounds(table, style: dict):
 
 def image_mosaic(images: np.ndarray, columns: int) -> np.ndarray:
     """A grid of 28 x 28 images ``[n, 28, 28]`` as one image, 2-pixel black gaps."""
-    import torch
-    from torchvision.utils import make_grid
-
     tensor = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
     return make_grid(tensor, nrow=columns, padding=2, pad_value=0.0)[0].numpy()
 
@@ -314,8 +314,6 @@ def appendix_1d(arrays: dict[str, np.ndarray], style: dict):
     """The paper's appendix figure: rows SVI (q fitted by the ELBO) and W-SVI (q fitted by
     the k-sample IWAE bound); columns k. Histogram of q_IW samples over the true density
     and q."""
-    from riwae.appendix import gaussian_density
-
     sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
     ks = [int(k) for k in arrays["ks"]]
     size = style.get("panel_size", 2.6) + 0.6

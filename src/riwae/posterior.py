@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from riwae.grid import Grid2D
+from riwae.grid import Grid2D, fitted_grid
 from riwae.qiw import marginal_log_density
-from riwae.targets import DiagGaussian, GaussianMixtureTarget
+from riwae.targets import DiagGaussian, GaussianMixtureTarget, ModelPosterior
 
 
 def qiw_log_density_on_grid(
@@ -122,9 +122,6 @@ def digit_posterior_arrays(
 ) -> list[dict]:
     """For each binarised test image (float64): ``qiw_grid_arrays`` of its posterior under a
     2D model, on a grid fitted to where the posterior and q have mass, with the image."""
-    from riwae.grid import fitted_grid
-    from riwae.targets import ModelPosterior
-
     digits = []
     for index, x in zip(indices, images, strict=True):
         posterior = ModelPosterior(model, x)

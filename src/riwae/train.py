@@ -111,10 +111,10 @@ def train_model(
         seed=settings.seed + 1
     )
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    model = VAE(settings.arch).to(device)
-    init_generator = torch.Generator().manual_seed(settings.seed)
+    # Initialised on the CPU with a CPU generator, so every device starts from the same weights.
     mean_pixel = torch.as_tensor(train_images, dtype=torch.float32).mean(0) / 255
-    model.initialise(init_generator, mean_pixel.to(device))
+    model = VAE(settings.arch).initialise(torch.Generator().manual_seed(settings.seed), mean_pixel)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, eps=settings.adam_eps)
     learning_rates = settings.learning_rates()
     rows: list[dict] = []

@@ -282,6 +282,15 @@ def test_another_run_name_never_touches_the_first_run(smoke_run):
     assert first == {p: sha256_file(p) for p in (smoke_run / SMOKE).rglob("*") if p.is_file()}
 
 
+def test_run_name_defaults_to_the_config_file_name(smoke_run, tmp_path):
+    config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    del config["run"]
+    (smoke_run / "mytry.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    planned = snakemake(smoke_run, "--configfile=mytry.yaml", "--dry-run")
+    outputs = [line for line in planned.stdout.splitlines() if line.strip().startswith("output:")]
+    assert len(outputs) > 20 and all("results/mytry/" in line for line in outputs), outputs
+
+
 def test_lint_is_clean():
     result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, (

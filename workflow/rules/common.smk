@@ -1,11 +1,28 @@
 import os
 import sys
+from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from riwae.config import validation_sentence
 
+
+def run_name():
+    """The run's name: --config run=..., else the `run:` of the last config file given on
+    the command line, else that file's own name; with no config file given, the `run:` of
+    config/config.yaml. (The default config is always read first, so a file without `run:`
+    would otherwise inherit its name and write into its folder.)"""
+    settings = workflow.config_settings
+    if "run" in settings.config or not settings.configfiles:
+        return config.get("run")
+    last = Path(settings.configfiles[-1])
+    with open(last) as f:
+        return (yaml.safe_load(f) or {}).get("run", last.stem)
+
+
+config["run"] = run_name()
 try:
     validate(config, "../schemas/config.schema.yaml")
 except WorkflowError as error:

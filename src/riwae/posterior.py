@@ -11,29 +11,44 @@ from riwae.qiw import marginal_log_density
 from riwae.targets import DiagGaussian, GaussianMixtureTarget, ModelPosterior
 
 
-def qiw_log_density_on_grid(
-    target: GaussianMixtureTarget,
+def other_log_weights(
+    target,
     proposal: DiagGaussian,
-    grid: Grid2D,
     k: int,
     sample_sets: int,
     generator: torch.Generator,
     others: int | None = None,
     chunk_samples: int = 2**13,
 ) -> torch.Tensor:
+    """Log-weights of the other samples in the marginal q_IW's expectation: ``[sample_sets,
+    others]``, others = k - 1 by default (pass k for the original figure code's density).
+    ``target`` has ``log_joint(z)``; draws are weighted in chunks of at most
+    ``chunk_samples``, so a decoder's memory stays bounded."""
+    others = k - 1 if others is None else others
+    sets_per_chunk = max(1, chunk_samples // max(others, 1))
+    log_w = []
+    for start in range(0, sample_sets, sets_per_chunk):
+        z = proposal.sample((min(sets_per_chunk, sample_sets - start), others), generator)
+        log_w.append(target.log_joint(z) - proposal.log_prob(z))
+    return torch.cat(log_w)
+
+
+def qiw_log_density_on_grid(
+    target,
+    proposal: DiagGaussian,
+    grid: Grid2D,
+    k: int,
+    sample_sets: int,
+    generator: torch.Generator,
+    others: int | None = None,
+) -> torch.Tensor:
     """Monte Carlo log q_IW at every grid point from ``sample_sets`` sets of other samples.
 
     ``others`` defaults to the correct k - 1; pass k to get the original figure code's density.
-    ``target`` has ``log_joint(z)``; the other samples are drawn and weighted in chunks of
-    at most ``chunk_samples`` draws, so a decoder's memory stays bounded.
+    Callers that need several densities on one grid evaluate the grid once and call
+    ``marginal_log_density`` with ``other_log_weights`` themselves.
     """
-    others = k - 1 if others is None else others
-    sets_per_chunk = max(1, chunk_samples // max(others, 1))
-    log_w_others = []
-    for start in range(0, sample_sets, sets_per_chunk):
-        z = proposal.sample((min(sets_per_chunk, sample_sets - start), others), generator)
-        log_w_others.append(target.log_joint(z) - proposal.log_prob(z))
-    log_w_others = torch.cat(log_w_others)
+    log_w_others = other_log_weights(target, proposal, k, sample_sets, generator, others)
     log_joint, log_q = target.log_joint(grid.points), proposal.log_prob(grid.points)
     return marginal_log_density(log_joint, log_q, log_w_others, k)
 
@@ -50,7 +65,7 @@ def qiw_grid_arrays(
     """The arrays of one posterior figure: the grid axes, the normalised log posterior
     (by ``log_evidence`` when known, else by quadrature on the grid), and log q_IW for each
     k (``log_qiw_k{k}``; k = 1 is q itself)."""
-    log_joint = target.log_joint(grid.points)
+    log_joint, log_q = target.log_joint(grid.points), proposal.log_prob(grid.points)
     if log_evidence is None:
         log_evidence = grid.log_integral(log_joint)
     arrays = {
@@ -59,7 +74,8 @@ def qiw_grid_arrays(
         "log_posterior": grid.image(log_joint - log_evidence).numpy(),
     }
     for k in ks:
-        log_qiw = qiw_log_density_on_grid(target, proposal, grid, k, sample_sets, generator)
+        log_w_others = other_log_weights(target, proposal, k, sample_sets, generator)
+        log_qiw = marginal_log_density(log_joint, log_q, log_w_others, k)
         arrays[f"log_qiw_k{k}"] = grid.image(log_qiw).numpy()
     return arrays
 

@@ -40,29 +40,22 @@ def reconstruction_metric(
             per_image[source][1].append((torch.sigmoid(logits) - batch).abs().mean((0, 2)))
     log_lik = {s: torch.cat(v[0]) for s, v in per_image.items()}
     error = {s: torch.cat(v[1]) for s, v in per_image.items()}
-    rows = []
-    for source in ("q", "q_IW"):
-        rows.append(
-            {
-                "source": source,
-                "log_p_x_given_z": mean_and_se(log_lik[source])[0],
-                "log_p_x_given_z_se": mean_and_se(log_lik[source])[1],
-                "pixel_error": mean_and_se(error[source])[0],
-                "pixel_error_se": mean_and_se(error[source])[1],
-            }
-        )
-    diff_lik = mean_and_se(log_lik["q_IW"] - log_lik["q"])
-    diff_err = mean_and_se(error["q_IW"] - error["q"])
-    rows.append(
-        {
-            "source": "q_IW - q",
-            "log_p_x_given_z": diff_lik[0],
-            "log_p_x_given_z_se": diff_lik[1],
-            "pixel_error": diff_err[0],
-            "pixel_error_se": diff_err[1],
+
+    def row(source: str, log_lik: torch.Tensor, error: torch.Tensor) -> dict:
+        (lik_mean, lik_se), (err_mean, err_se) = mean_and_se(log_lik), mean_and_se(error)
+        return {
+            "source": source,
+            "log_p_x_given_z": lik_mean,
+            "log_p_x_given_z_se": lik_se,
+            "pixel_error": err_mean,
+            "pixel_error_se": err_se,
         }
-    )
-    return rows
+
+    return [
+        row("q", log_lik["q"], error["q"]),
+        row("q_IW", log_lik["q_IW"], error["q_IW"]),
+        row("q_IW - q", log_lik["q_IW"] - log_lik["q"], error["q_IW"] - error["q"]),
+    ]
 
 
 @torch.no_grad()

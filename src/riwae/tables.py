@@ -24,12 +24,12 @@ def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFr
         rows.append(result)
         histories.append(history.assign(model=result["model"]))
     table = pd.DataFrame(rows)
-    # Each model against the one-sample VAE of its architecture on the same test images:
-    # the paired difference has a much smaller standard error than either mean.
+    # Each model against the k = 1 model of its architecture on the same test images: the
+    # paired difference has a much smaller standard error than either mean.
     for row in table.itertuples():
-        base = f"{row.arch}-vae-k1"
-        if base in per_image and len(per_image[base]) == len(per_image[row.model]):
-            diff = per_image[row.model] - per_image[base]
+        base = table[(table.arch == row.arch) & (table.k == 1)].model
+        if len(base) and len(per_image[base.iloc[0]]) == len(per_image[row.model]):
+            diff = per_image[row.model] - per_image[base.iloc[0]]
             table.loc[row.Index, "ll_gain_vs_k1"] = diff.mean()
             table.loc[row.Index, "ll_gain_vs_k1_se"] = diff.std(ddof=1) / np.sqrt(len(diff))
     return table, pd.concat(histories, ignore_index=True)

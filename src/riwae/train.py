@@ -142,16 +142,21 @@ def train_model(
         )
         for x in batches:
             bound = objective_bound(model, x, settings.objective, settings.k, generator).mean()
-            if not torch.isfinite(bound.detach()):
+            value = bound.item()  # one device-to-host copy per step, for the check and the mean
+            if not math.isfinite(value):
+                last_good = (
+                    f"the last good state is in {checkpoint_path} (end of epoch {epoch})"
+                    if epoch
+                    else "no epoch had finished yet"
+                )
                 raise TrainingError(
-                    f"The training bound became {bound.item()} in epoch {epoch + 1}; the last "
-                    f"good state is in {checkpoint_path} (end of epoch {epoch}). Lower the "
-                    f"learning rate or raise adam_eps, then run again."
+                    f"The training bound became {value} in epoch {epoch + 1}; {last_good}. "
+                    f"Lower the learning rate or raise adam_eps, then run again."
                 )
             optimizer.zero_grad(set_to_none=True)
             (-bound).backward()
             optimizer.step()
-            total += float(bound.detach()) * len(x)
+            total += value * len(x)
             count += len(x)
             batches.set_postfix(bound=f"{total / count:.2f}", refresh=False)
         seconds = time.perf_counter() - start

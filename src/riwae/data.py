@@ -238,3 +238,9 @@ class BinarizedMNIST:
         """The whole split binarised once with a fixed seed (for evaluation)."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         return self.binarize(self.pixels, generator, dtype)
+
+
+def chosen_images(count: int, n: int, seed: int) -> list[int]:
+    """The first ``count`` indices of a seeded permutation of ``n`` images: the test digits
+    of every figure and check, so the same seed shows the same digits everywhere."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()

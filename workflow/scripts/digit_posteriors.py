@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from riwae.data import BinarizedMNIST, load_mnist
+from riwae.data import BinarizedMNIST, chosen_images, load_mnist
 from riwae.io import atomic_path, start_log
 from riwae.posterior import digit_posterior_arrays, flatten_digits
 from riwae.train import load_model
@@ -10,9 +10,7 @@ log = start_log(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 settings, seed = snakemake.params.figures, snakemake.params.seed
 test = load_mnist(snakemake.input.data)["test_images"]
-# The same test digits for every model: the first of the reconstruction figure's order.
-order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
-indices = order[: settings["posterior_digits"]].tolist()
+indices = chosen_images(settings["posterior_digits"], len(test), seed)
 images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
 model = load_model(snakemake.input.model)[0].double()
 digits = digit_posterior_arrays(

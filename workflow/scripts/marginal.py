@@ -1,7 +1,7 @@
 import pandas as pd
 import torch
 
-from riwae.data import BinarizedMNIST, load_mnist
+from riwae.data import BinarizedMNIST, chosen_images, load_mnist
 from riwae.grid import fitted_grid, square_grid
 from riwae.io import start_log, write_csv, write_text
 from riwae.marginal import marginal_markdown, marginal_ordering
@@ -27,8 +27,7 @@ frames = [
     )
 ]
 test = load_mnist(snakemake.input.data)["test_images"]
-indices = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
-indices = indices[: settings["digits"]].tolist()
+indices = chosen_images(settings["digits"], len(test), seed)
 images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
 for name, path in zip(snakemake.params.models, snakemake.input.models, strict=True):
     model = load_model(path)[0].double()

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from riwae.data import BinarizedMNIST, load_mnist
+from riwae.data import BinarizedMNIST, chosen_images, load_mnist
 from riwae.io import atomic_path, start_log, write_csv
 from riwae.reconstruct import decode_means, q_and_qiw_draws, reconstruction_metric
 from riwae.train import load_model
@@ -12,8 +12,7 @@ torch.set_num_threads(snakemake.threads)
 settings, seed = snakemake.params.figures, snakemake.params.seed
 test = BinarizedMNIST(load_mnist(snakemake.input.data)["test_images"]).fixed(seed=seed)
 k = settings["reconstruction_k"]
-indices = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
-indices = indices[: settings["reconstruction_digits"]]
+indices = torch.tensor(chosen_images(settings["reconstruction_digits"], len(test), seed))
 rows, arrays = [], {}
 for name, path in zip(snakemake.params.models, snakemake.input.models, strict=True):
     model = load_model(path)[0]

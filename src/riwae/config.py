@@ -26,3 +26,32 @@ def validation_sentence(error) -> str:
         f"Invalid config at {where}: {what}. Fix the config file or the --config value "
         f"(the allowed values are described in {SCHEMA})."
     )
+
+
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def merge(base: dict, delta: dict) -> dict:
+    """``base`` updated recursively by ``delta``, as Snakemake merges config files."""
+    merged = dict(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path, root=".") -> dict:
+    """A config file as the pipeline sees it: config/config.yaml first, then ``path`` over it."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(root)
+    with open(root / DEFAULT_CONFIG) as f:
+        config = yaml.safe_load(f) or {}
+    if Path(path) != Path(DEFAULT_CONFIG):
+        with open(root / path if not Path(path).is_absolute() else path) as f:
+            config = merge(config, yaml.safe_load(f) or {})
+    return config

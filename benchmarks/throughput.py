@@ -1,26 +1,42 @@
-"""Training and evaluation throughput against the GEMM-only floor of the same shapes.
+"""Training and evaluation throughput of config/paper.yaml's groups against the GEMM-only
+floor of the same shapes, and the whole config's projected wall time.
 
-    python benchmarks/throughput.py [--threads N] [--device cpu|cuda] [--seconds S]
+    python benchmarks/throughput.py [--device cpu|cuda] [--threads N] [--seconds S]
+                                    [--config config/paper.yaml]
 
-For each case, one full training step (k draws per image, log-weights, bound, backward,
-Adam) is timed, then only the matrix multiplications that step performs (forward, and the
-two products per layer of the backward pass), on tensors of the same shapes. Their ratio
-says how much of the step is spent outside the GEMMs. Evaluation: the k=5000 log-likelihood
-estimate (forward only) against its forward GEMMs.
+For each training group that the pipeline would form on this device (``training_groups``
+of the config; ``auto`` is one model per group on a CPU, one group per architecture on a
+GPU), one full training step (every member's k draws per image, log-weights, bounds,
+backward, Adam: the pipeline's own ``training_step``) is timed, then only the matrix
+products that step performs (forward, and the two products per layer of the backward
+pass), on tensors of the same shapes. Their ratio says how much of the step is spent outside
+the GEMMs. Evaluation: the k=5000 log-likelihood estimate (forward only, the pipeline's own
+chunk size for this device) against its forward GEMMs. The last line projects the config's
+training and evaluation time from these rates, with one job at a time on this device.
 """
 
 import argparse
+import math
 import platform
 import time
 
 import pandas as pd
 import torch
 
-from riwae.bounds import iwae_bound, log_weights
-from riwae.evaluate import iwae_estimate
-from riwae.models import ARCHITECTURES, VAE
+from riwae.config import load_config
+from riwae.evaluate import chunk_rows, iwae_estimate
+from riwae.models import ARCHITECTURES, VAE, StackedVAE
+from riwae.train import Group, TrainSettings, group_models, model_name, training_step
 
-CASES = [("burda1", 20, 1), ("burda1", 20, 5), ("burda1", 20, 50), ("cremer2d", 100, 50)]
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def timed(fn, seconds: float, device: torch.device) -> float:
@@ -63,88 +79,111 @@ def layer_shapes(arch_name: str, batch: int, k: int) -> list[tuple[int, int, int
     return shapes
 
 
-def gemm_floor(shapes, device, seconds: float, backward: bool) -> float:
-    """Seconds for only the GEMMs: y = x W^T, and for backward dx = dy W, dW = dy^T x
-    (dx is skipped for the first layer of each network, which has no input gradient)."""
+def gemm_floor(shapes, models: int, device, seconds: float, backward: bool) -> float:
+    """Seconds for only the (batched, ``models`` deep) GEMMs: y = x W^T, and for backward
+    dx = dy W, dW = dy^T x (dx is skipped for the first layer of each network, which has no
+    input gradient)."""
     tensors = []
     for rows, n_in, n_out, first in shapes:
-        x, w = torch.randn(rows, n_in, device=device), torch.randn(n_out, n_in, device=device)
-        tensors.append((x, w, torch.randn(rows, n_out, device=device), first))
+        x = torch.randn(models, rows, n_in, device=device)
+        w = torch.randn(models, n_out, n_in, device=device)
+        tensors.append((x, w, torch.randn(models, rows, n_out, device=device), first))
 
     def run():
         for x, w, dy, first in tensors:
-            torch.mm(x, w.T)
+            torch.bmm(x, w.transpose(1, 2))
             if backward:
-                torch.mm(dy.T, x)
+                torch.bmm(dy.transpose(1, 2), x)
                 if not first:
-                    torch.mm(dy, w)
+                    torch.bmm(dy, w)
 
     return timed(run, seconds, device)
 
 
-def training_step(arch: str, batch: int, k: int, device: torch.device):
-    model = VAE(arch).initialise(torch.Generator().manual_seed(0)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    generator = torch.Generator(device=device).manual_seed(0)
-    x = (torch.rand(batch, 784, device=device) < 0.3).float()
-
-    def step():
-        log_w, _, _ = log_weights(model.encoder, model.decoder, x, k, generator)
-        loss = -iwae_bound(log_w).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+def group_step(members: list[TrainSettings], device: torch.device):
+    """The pipeline's training step for one group, on random binary images."""
+    stack = StackedVAE(
+        [VAE(s.arch).initialise(torch.Generator().manual_seed(s.seed)) for s in members]
+    ).to(device)
+    group = Group(members, device)
+    optimizer = torch.optim.Adam(stack.parameters(), lr=1e-4)
+    generators = [torch.Generator(device=device).manual_seed(s.seed) for s in members]
+    x = (torch.rand(len(members), members[0].batch_size, 784, device=device) < 0.3).float()
+    return lambda: training_step(stack, group, optimizer, x, generators)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--config", default="config/paper.yaml")
     parser.add_argument("--eval-images", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(
-        f"# torch {torch.__version__}, {device}, {args.threads} thread(s), "
-        f"{platform.processor() or platform.machine()}"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)")
     )
-    rows = []
-    for arch, batch, k in CASES:
-        shapes = layer_shapes(arch, batch, k)
-        step = timed(training_step(arch, batch, k, device), args.seconds, device)
-        floor = gemm_floor(shapes, device, args.seconds, backward=True)
+    config = load_config(args.config)
+    print(f"# torch {torch.__version__}, {device} ({name}), groups of {args.config}")
+    settings = {
+        model_name(spec): TrainSettings(
+            **spec, **config["training"][spec["arch"]], seed=config["seed"]
+        )
+        for spec in config["models"]
+    }
+    groups = group_models(config["models"], config["training_groups"], device.type == "cuda")
+    rows, hours = [], 0.0
+    for group_name, names in groups.items():
+        members = [settings[n] for n in names]
+        first = members[0]
+        step = timed(group_step(members, device), args.seconds, device)
+        shapes = layer_shapes(first.arch, first.batch_size, max(s.k for s in members))
+        floor = gemm_floor(shapes, len(members), device, args.seconds, backward=True)
+        steps = len(first.learning_rates()) * math.ceil(first.train_images / first.batch_size)
+        hours += steps * step / 3600
         rows.append(
             {
-                "case": f"train {arch} batch {batch} k {k}",
-                "images*k/s": batch * k / step,
+                "case": f"train {group_name} ({len(members)} model(s))",
+                "images*k/s": first.batch_size * sum(s.k for s in members) / step,
                 "step ms": 1e3 * step,
                 "GEMM floor ms": 1e3 * floor,
                 "ratio": step / floor,
+                "steps": steps,
+                "hours": steps * step / 3600,
             }
         )
-    for arch in ("burda1", "cremer2d"):
+    evaluation = config["evaluation"]
+    for arch in sorted({s.arch for s in settings.values()}):
         model = VAE(arch).initialise(torch.Generator().manual_seed(0)).to(device).eval()
         generator = torch.Generator(device=device).manual_seed(0)
-        x = (torch.rand(args.eval_images, 784, device=device) < 0.3).float()
+        images = max(args.eval_images, chunk_rows(device) // 5000)
+        x = (torch.rand(images, 784, device=device) < 0.3).float()
         estimate = timed(
             lambda m=model, x=x, g=generator: iwae_estimate(m, x, 5000, g), args.seconds, device
         )
-        floor = gemm_floor(
-            layer_shapes(arch, args.eval_images, 5000), device, args.seconds, backward=False
-        )
+        floor = gemm_floor(layer_shapes(arch, images, 5000), 1, device, args.seconds, False)
+        models = sum(s.arch == arch for s in settings.values())
+        # The estimate at ll_k, plus the bounds at bound_k and the ELBO's draws.
+        draws = evaluation["ll_k"] + sum(evaluation["bound_k"]) + max(evaluation["bound_k"])
+        eval_hours = models * evaluation["test_images"] / images * draws / 5000 * estimate / 3600
+        hours += eval_hours
         rows.append(
             {
-                "case": f"eval {arch} k 5000 ({args.eval_images} images)",
-                "images*k/s": args.eval_images * 5000 / estimate,
+                "case": f"eval {arch} k 5000 ({images} images)",
+                "images*k/s": images * 5000 / estimate,
                 "step ms": 1e3 * estimate,
                 "GEMM floor ms": 1e3 * floor,
                 "ratio": estimate / floor,
+                "steps": models * math.ceil(evaluation["test_images"] / images),
+                "hours": eval_hours,
             }
         )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"{args.config.split('/')[-1]} projected: {hours:.3g} h on {name}")
 
 
 if __name__ == "__main__":

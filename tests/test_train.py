@@ -9,7 +9,7 @@ from riwae.data import BinarizedMNIST
 from riwae.evaluate import active_units, evaluate_model, iwae_estimate
 from riwae.grid import square_grid
 from riwae.models import VAE
-from riwae.train import TrainingError, TrainSettings, train_model
+from riwae.train import TrainingError, TrainSettings, train_group, train_model
 
 
 def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
@@ -120,14 +120,93 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
         settings(), images, images[500:], device, checkpoint, stop_after_epochs=1, progress=False
     )
     before = checkpoint.read_bytes()
+    bounds = riwae.train.Group.bounds
 
-    def nan_bound(model, x, objective, k, generator):
-        return torch.full((len(x),), math.nan, requires_grad=True)
+    def nan_in_one_step(self, log_w):  # a single non-finite step in the middle of epoch 2
+        nan_in_one_step.calls += 1
+        result = bounds(self, log_w)
+        return result * math.nan if nan_in_one_step.calls == 4 else result
 
-    monkeypatch.setattr(riwae.train, "objective_bound", nan_bound)
-    with pytest.raises(TrainingError, match=r"became nan in epoch 2.*end of epoch 1"):
+    nan_in_one_step.calls = 0
+    monkeypatch.setattr(riwae.train.Group, "bounds", nan_in_one_step)
+    with pytest.raises(
+        TrainingError, match=r"bound of burda1-iwae-k5 became nan in epoch 2.*end of epoch 1"
+    ):
         train_model(settings(), images, images[500:], device, checkpoint, progress=False)
     assert checkpoint.read_bytes() == before
+
+
+def test_a_group_trains_to_the_same_numbers_as_its_members_apart(tmp_path):
+    """Stacked training, with members of other objectives, k (padded) and seeds, equals
+    training each member alone with its own seed, after several epochs."""
+    images = synthetic_images(600)
+    device = torch.device("cpu")
+    members = [
+        settings(objective="iwae", k=5, seed=0),
+        settings(objective="vae", k=5, seed=1),
+        settings(objective="iwae", k=1, seed=2),
+        settings(objective="vae", k=3, seed=0),
+    ]
+    models, histories, timing = train_group(
+        members, images, images[500:], device, tmp_path / "group.pt", progress=False
+    )
+    assert list(timing.epoch) == [1, 2, 3] and (timing.models_in_group == 4).all()
+    for member, model, history in zip(members, models, histories, strict=True):
+        alone, alone_history = train_model(
+            member, images, images[500:], device, tmp_path / f"{member.name}.pt", progress=False
+        )
+        assert list(history.epoch) == [1, 2, 3]
+        columns = ["train_bound", "heldout_bound"]
+        np.testing.assert_allclose(history[columns], alone_history[columns], rtol=1e-5)
+        for (name, a), (_, b) in zip(
+            model.state_dict().items(), alone.state_dict().items(), strict=True
+        ):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    # Members really differ: the group is not one model repeated.
+    assert histories[0].train_bound.iloc[-1] != histories[1].train_bound.iloc[-1]
+
+
+def test_a_group_resumes_to_the_same_numbers(tmp_path, caplog):
+    images = synthetic_images(600)
+    device = torch.device("cpu")
+    members = [settings(objective="iwae", k=5), settings(objective="vae", k=5)]
+    whole, whole_histories, _ = train_group(
+        members, images, images[500:], device, tmp_path / "whole.pt", progress=False
+    )
+    cut = tmp_path / "cut.pt"
+    train_group(members, images, images[500:], device, cut, stop_after_epochs=2, progress=False)
+    with caplog.at_level("INFO", logger="riwae"):
+        resumed, resumed_histories, _ = train_group(
+            members, images, images[500:], device, cut, progress=False
+        )
+    assert "resumed from epoch 2 of 3" in caplog.text
+    for a, b in zip(whole_histories, resumed_histories, strict=True):
+        assert a.equals(b)
+    for a, b in zip(whole, resumed, strict=True):
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y)
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_again(tmp_path, caplog):
+    images = synthetic_images(600)
+    device = torch.device("cpu")
+    checkpoint = tmp_path / "c.pt"
+    train_model(
+        settings(), images, images[500:], device, checkpoint, stop_after_epochs=1, progress=False
+    )
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
+    with caplog.at_level("INFO", logger="riwae"):
+        _, history = train_model(
+            settings(), images, images[500:], device, checkpoint, progress=False
+        )
+    assert list(history.epoch) == [1, 2, 3]
+    assert (tmp_path / "c.pt.damaged").exists()
+    assert "could not be read" in caplog.text and "starting from scratch" in caplog.text
+
+
+def test_models_of_different_shapes_do_not_group():
+    with pytest.raises(ValueError, match="must share architecture and training settings"):
+        riwae.train.check_group([settings(), settings(arch="cremer2d")])
 
 
 def tiny_2d_model() -> VAE:

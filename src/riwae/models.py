@@ -95,3 +95,68 @@ def build_model(name: str, generator: torch.Generator | None = None):
     """Encoder and decoder of a named architecture, Xavier-uniform weights and zero biases."""
     model = VAE(name).initialise(generator)
     return model.encoder, model.decoder
+
+
+class StackedVAE(nn.Module):
+    """M models of one architecture as one network: every layer's weights stacked ``[M, ...]``
+    and applied with batched matrix products, so M models take one forward, one backward and
+    one optimizer step. Member m computes exactly what ``VAE`` m computes."""
+
+    def __init__(self, members: list[VAE]):
+        super().__init__()
+        names = {member.arch_name for member in members}
+        if len(names) != 1:
+            raise ValueError(f"A stack holds models of one architecture, not {sorted(names)}.")
+        self.arch_name = names.pop()
+        arch = ARCHITECTURES[self.arch_name]
+        self.activation, self.logvar_scale = arch.activation(), arch.logvar_scale
+        self.encoder_layers = self._stack([m.encoder.net for m in members])
+        self.decoder_layers = self._stack([m.decoder.net for m in members])
+
+    @staticmethod
+    def _stack(nets: list[nn.Sequential]) -> nn.ParameterList:
+        """[weight, bias, weight, bias, ...]: weight ``[M, out, in]``, bias ``[M, 1, out]``."""
+        linears = [[layer for layer in net if isinstance(layer, nn.Linear)] for net in nets]
+        params = []
+        for layers in zip(*linears, strict=True):
+            params.append(nn.Parameter(torch.stack([layer.weight.detach() for layer in layers])))
+            params.append(
+                nn.Parameter(torch.stack([layer.bias.detach()[None] for layer in layers]))
+            )
+        return nn.ParameterList(params)
+
+    def __len__(self) -> int:
+        return self.encoder_layers[0].shape[0]
+
+    def _mlp(self, layers: nn.ParameterList, h: torch.Tensor) -> torch.Tensor:
+        """``h``: ``[M, rows, in]`` -> ``[M, rows, out]``."""
+        count = len(layers) // 2
+        for i in range(count):
+            h = torch.baddbmm(layers[2 * i + 1], h, layers[2 * i].transpose(1, 2))
+            if i < count - 1:
+                h = self.activation(h)
+        return h
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x``: ``[M, batch, pixels]`` -> mean and logvar, ``[M, batch, latent]`` each."""
+        mean, log_scale = self._mlp(self.encoder_layers, x).chunk(2, dim=-1)
+        return mean, self.logvar_scale * log_scale
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z``: ``[M, ..., latent]`` -> Bernoulli logits ``[M, ..., pixels]``."""
+        flat = z.reshape(z.shape[0], -1, z.shape[-1])
+        return self._mlp(self.decoder_layers, flat).reshape(*z.shape[:-1], -1)
+
+    def member(self, m: int) -> VAE:
+        """Member ``m`` as a plain ``VAE`` (a copy of its weights)."""
+        model = VAE(self.arch_name).to(self.encoder_layers[0].device)
+        for net, layers in (
+            (model.encoder.net, self.encoder_layers),
+            (model.decoder.net, self.decoder_layers),
+        ):
+            linears = [layer for layer in net if isinstance(layer, nn.Linear)]
+            with torch.no_grad():
+                for i, linear in enumerate(linears):
+                    linear.weight.copy_(layers[2 * i][m])
+                    linear.bias.copy_(layers[2 * i + 1][m, 0])
+        return model

@@ -11,8 +11,9 @@ BURDA_EPOCHS = 3280
 
 
 def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per model (its settings, epochs run, training time and test numbers), and
-    every model's history in long form."""
+    """One row per model (its settings, epochs run and test numbers), and every model's
+    history in long form. (Wall times are in ``training_times``, apart from the results, so
+    that identical runs give identical result files.)"""
     rows, histories, per_image = [], [], {}
     for eval_path, history_path in zip(eval_paths, history_paths, strict=True):
         result = json.loads(open(eval_path).read())
@@ -20,7 +21,6 @@ def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFr
         per_image[result["model"]] = np.array(result.pop("log_likelihood_per_image"))
         history = pd.read_csv(history_path)
         result["epochs_run"] = len(history)
-        result["train_seconds"] = float(history.seconds.sum())
         rows.append(result)
         histories.append(history.assign(model=result["model"]))
     table = pd.DataFrame(rows)
@@ -33,6 +33,23 @@ def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFr
             table.loc[row.Index, "ll_gain_vs_k1"] = diff.mean()
             table.loc[row.Index, "ll_gain_vs_k1_se"] = diff.std(ddof=1) / np.sqrt(len(diff))
     return table, pd.concat(histories, ignore_index=True)
+
+
+def training_times(models, timing_paths) -> pd.DataFrame:
+    """Wall time of each model's training: its group's seconds, shared by the group's models."""
+    rows = []
+    for model, path in zip(models, timing_paths, strict=True):
+        timing = pd.read_csv(path)
+        rows.append(
+            {
+                "model": model,
+                "models_in_group": int(timing.models_in_group.iloc[0]) if len(timing) else 1,
+                "epochs": len(timing),
+                "train_seconds": float(timing.seconds.sum()),
+                "seconds_per_epoch": float(timing.seconds.mean()) if len(timing) else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def burda_comparison(evaluation: pd.DataFrame) -> pd.DataFrame:

@@ -1,23 +1,30 @@
-"""Training a VAE or an IWAE: Adam, a learning-rate schedule, dynamic binarisation,
-per-epoch checkpoints that make an interrupted job resume to the same numbers."""
+"""Training VAEs and IWAEs in groups: models whose networks have the same shapes train as
+one stacked network (``StackedVAE``), one forward, backward and Adam step for all of them,
+each with its own objective, k, seed, data order and binarisation draws. A group trains to
+the same numbers as its members trained apart; a group of one is the single-model case.
+
+Inside an epoch nothing waits for the host: the bounds are summed on the device and checked
+for finiteness at the epoch's end, where the epoch's checkpoint is written. An interrupted
+job resumes from that checkpoint to the same numbers."""
 
 import hashlib
 import json
+import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from riwae.bounds import iwae_bound, log_weights, vae_bound
+from riwae.bounds import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
 from riwae.data import BinarizedMNIST
 from riwae.io import atomic_path
-from riwae.models import VAE
+from riwae.models import VAE, StackedVAE
 
-OBJECTIVES = {"vae": vae_bound, "iwae": iwae_bound}
+log = logging.getLogger("riwae")
 
 
 class TrainingError(RuntimeError):
@@ -39,6 +46,10 @@ class TrainSettings:
     train_images: int  # the first n training images (60000: all)
     heldout_images: int  # test images for the per-epoch held-out bound
 
+    @property
+    def name(self) -> str:
+        return model_name(asdict(self))
+
     def learning_rates(self) -> list[float]:
         """The learning rate of every epoch."""
         if self.schedule == "constant":
@@ -50,6 +61,10 @@ class TrainSettings:
                 for _ in range(3**stage)
             ]
         raise ValueError(f"Unknown schedule {self.schedule!r}; use constant or burda.")
+
+    def shared(self) -> "TrainSettings":
+        """What members of one group must share: everything but objective, k and seed."""
+        return replace(self, objective="", k=0, seed=0)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -66,22 +81,106 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def objective_bound(model: VAE, x: torch.Tensor, objective: str, k: int, generator):
-    log_w, _, _ = log_weights(model.encoder, model.decoder, x, k, generator)
-    return OBJECTIVES[objective](log_w)
+class Group:
+    """The per-member constants of a group, as device tensors, and its stacked log-weights."""
+
+    def __init__(self, members: list[TrainSettings], device: torch.device):
+        self.members = members
+        self.ks = [s.k for s in members]
+        self.max_k = max(self.ks)
+        self.k = torch.tensor(self.ks, device=device)
+        self.iwae = torch.tensor([s.objective == "iwae" for s in members], device=device)
+        # valid[m, j]: draw j counts for member m (members with k < max_k are padded).
+        self.valid = (torch.arange(self.max_k, device=device)[None] < self.k[:, None])[..., None]
+
+    def log_weights(self, stack: StackedVAE, x: torch.Tensor, generators) -> torch.Tensor:
+        """log p(x, z) - log q(z|x) for each member's own k draws from its own generator.
+
+        ``x``: ``[M, batch, pixels]``; returns ``[M, max_k, batch]`` (padding draws are zero
+        noise, masked out of the bounds)."""
+        mean, logvar = stack.encode(x)
+        shape = mean.shape[1:]
+        eps = torch.zeros((len(self.ks), self.max_k, *shape), device=x.device, dtype=x.dtype)
+        for m, (k, generator) in enumerate(zip(self.ks, generators, strict=True)):
+            eps[m, :k] = torch.randn(
+                (k, *shape), generator=generator, device=x.device, dtype=x.dtype
+            )
+        mean, logvar = mean[:, None], logvar[:, None]
+        z = mean + torch.exp(0.5 * logvar) * eps
+        log_q = gaussian_log_density(z, mean, logvar)
+        log_joint = standard_normal_log_density(z) + bernoulli_log_likelihood(
+            stack.decode(z), x[:, None]
+        )
+        return log_joint - log_q
+
+    def bounds(self, log_w: torch.Tensor) -> torch.Tensor:
+        """Each member's objective per image, ``[M, batch]``: the IWAE bound
+        log (1/k) sum_i w_i, or the k-sample VAE bound (the mean of the log-weights)."""
+        log_k = torch.log(self.k.to(log_w.dtype))[:, None]
+        iwae = torch.logsumexp(log_w.masked_fill(~self.valid, -math.inf), 1) - log_k
+        vae = log_w.masked_fill(~self.valid, 0).sum(1) / self.k[:, None]
+        return torch.where(self.iwae[:, None], iwae, vae)
+
+
+def model_name(spec: dict) -> str:
+    return f"{spec['arch']}-{spec['objective']}-k{spec['k']}"
+
+
+def group_models(specs: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
+    """Model names by training group (``specs``: the config's ``models`` entries).
+
+    ``model``: every model alone; ``k``: models of one architecture and k; ``arch``: all
+    models of one architecture, smaller k padded to the largest. Measured on a 2-core CPU
+    (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
+    2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
+    small step's cost is its kernel launches, so ``auto`` is ``arch`` there.
+    """
+    if policy == "auto":
+        policy = "arch" if gpu else "model"
+    keys = {
+        "model": model_name,
+        "k": lambda spec: f"{spec['arch']}-k{spec['k']}",
+        "arch": lambda spec: spec["arch"],
+    }
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        groups.setdefault(keys[policy](spec), []).append(model_name(spec))
+    return groups
+
+
+def check_group(members: list[TrainSettings]) -> None:
+    if not members:
+        raise ValueError("A group needs at least one model.")
+    shared = {s.shared() for s in members}
+    if len(shared) != 1:
+        raise ValueError(
+            "Models of one group must share architecture and training settings; "
+            f"got {', '.join(s.name for s in members)} with different ones."
+        )
+
+
+def training_step(stack: StackedVAE, group: Group, optimizer, x, generators) -> torch.Tensor:
+    """One step for every member: its bound on its batch (``x``: ``[M, batch, pixels]``),
+    backward, Adam. Returns the bounds ``[M, batch]``, detached, on the device."""
+    bound = group.bounds(group.log_weights(stack, x, generators))
+    optimizer.zero_grad(set_to_none=True)
+    (-bound.mean(1).sum()).backward()
+    optimizer.step()
+    return bound.detach()
 
 
 @torch.no_grad()
-def heldout_bound(
-    model: VAE, x: torch.Tensor, objective: str, k: int, seed: int, batch_size: int = 500
-) -> float:
-    """The training objective on fixed held-out images, with a fixed seed."""
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+def heldout_bounds(
+    stack: StackedVAE, group: Group, x: torch.Tensor, seeds: list[int], batch_size: int = 500
+) -> torch.Tensor:
+    """Each member's objective on its fixed held-out images (``[M, n, pixels]``), with a
+    fixed seed per member. Shape ``[M]``, on the device."""
+    generators = [torch.Generator(device=x.device).manual_seed(s) for s in seeds]
     total = sum(
-        float(objective_bound(model, batch, objective, k, generator).sum())
-        for batch in x.split(batch_size)
+        group.bounds(group.log_weights(stack, batch, generators)).sum(1)
+        for batch in x.split(batch_size, dim=1)
     )
-    return total / len(x)
+    return total / x.shape[1]
 
 
 def save_checkpoint(path: Path, **state) -> None:
@@ -89,60 +188,95 @@ def save_checkpoint(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
-def train_model(
-    settings: TrainSettings,
+def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict | None:
+    """The checkpoint at ``path`` when it belongs to this group; a damaged one is set aside."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # a truncated or damaged file: start again rather than stop
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        log.warning(
+            "checkpoint %s could not be read (%s); moved it to %s and starting from scratch",
+            path,
+            error,
+            aside,
+        )
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.info("checkpoint %s is of other settings; starting from scratch", path)
+        return None
+    return state
+
+
+def train_group(
+    members: list[TrainSettings],
     train_images,
     heldout_images,
     device: torch.device,
     checkpoint_path: str | Path,
     stop_after_epochs: int | None = None,
     progress: bool = True,
-) -> tuple[VAE, pd.DataFrame]:
-    """Train one model; returns it with its history (one row per epoch).
+) -> tuple[list[VAE], list[pd.DataFrame], pd.DataFrame]:
+    """Train a group of models; returns them, their histories (one row per epoch) and the
+    group's wall time per epoch.
 
-    Resumes from ``checkpoint_path`` when it holds a checkpoint of the same settings, and
-    writes one there after every epoch. ``stop_after_epochs`` ends early (as an interruption
-    would), leaving the checkpoint for a later call to resume from.
+    Resumes from ``checkpoint_path`` when it holds a checkpoint of the same group, and writes
+    one there after every epoch. ``stop_after_epochs`` ends early (as an interruption would),
+    leaving the checkpoint for a later call to resume from.
     """
+    check_group(members)
+    first = members[0]
     checkpoint_path = Path(checkpoint_path)
-    train_images = train_images[: settings.train_images]
+    fingerprint = hashlib.sha256("".join(s.fingerprint() for s in members).encode()).hexdigest()
+    train_images = train_images[: first.train_images]
     data = BinarizedMNIST(train_images, device)
-    heldout = BinarizedMNIST(heldout_images[: settings.heldout_images], device).fixed(
-        seed=settings.seed + 1
-    )
-    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    heldout = BinarizedMNIST(heldout_images[: first.heldout_images], device)
+    heldout_x = torch.stack([heldout.fixed(seed=s.seed + 1) for s in members])
+    generators = [torch.Generator(device=device).manual_seed(s.seed) for s in members]
     # Initialised on the CPU with a CPU generator, so every device starts from the same weights.
     mean_pixel = torch.as_tensor(train_images, dtype=torch.float32).mean(0) / 255
-    model = VAE(settings.arch).initialise(torch.Generator().manual_seed(settings.seed), mean_pixel)
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, eps=settings.adam_eps)
-    learning_rates = settings.learning_rates()
-    rows: list[dict] = []
+    stack = StackedVAE(
+        [VAE(s.arch).initialise(torch.Generator().manual_seed(s.seed), mean_pixel) for s in members]
+    ).to(device)
+    group = Group(members, device)
+    optimizer = torch.optim.Adam(stack.parameters(), lr=first.lr, eps=first.adam_eps)
+    learning_rates = first.learning_rates()
+    histories: list[list[dict]] = [[] for _ in members]
+    timing: list[dict] = []
 
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["fingerprint"] == settings.fingerprint():
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"].cpu())  # generator states live on the CPU
-            rows = state["history"]
+    state = load_checkpoint(checkpoint_path, fingerprint, device)
+    if state is not None:
+        stack.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for generator, saved in zip(generators, state["generators"], strict=True):
+            generator.set_state(saved.cpu())  # generator states live on the CPU
+        histories, timing = state["histories"], state["timing"]
+        log.info(
+            "resumed from epoch %d of %d (%s)", len(timing), len(learning_rates), checkpoint_path
+        )
 
-    for epoch in range(len(rows), len(learning_rates)):
+    steps = math.ceil(len(data) / first.batch_size)
+    for epoch in range(len(timing), len(learning_rates)):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rates[epoch]
-        start, total, count = time.perf_counter(), 0.0, 0
-        batches = tqdm(
-            data.batches(settings.batch_size, generator),
-            total=math.ceil(len(data) / settings.batch_size),
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = learning_rates[epoch]
+        start = time.perf_counter()
+        total = torch.zeros(len(members), device=device)
+        batches = zip(*(data.batches(first.batch_size, g) for g in generators), strict=True)
+        for xs in tqdm(
+            batches,
+            total=steps,
             disable=not progress,
             desc=f"epoch {epoch + 1}/{len(learning_rates)}",
             mininterval=2,
-        )
-        for x in batches:
-            bound = objective_bound(model, x, settings.objective, settings.k, generator).mean()
-            value = bound.item()  # one device-to-host copy per step, for the check and the mean
+        ):
+            bound = training_step(stack, group, optimizer, torch.stack(xs), generators)
+            total += bound.sum(1)  # stays on the device: no wait for the host
+        train_bound = (total / len(data)).tolist()  # the epoch's one wait for the host
+        for settings, value in zip(members, train_bound, strict=True):
             if not math.isfinite(value):
                 last_good = (
                     f"the last good state is in {checkpoint_path} (end of epoch {epoch})"
@@ -150,36 +284,41 @@ def train_model(
                     else "no epoch had finished yet"
                 )
                 raise TrainingError(
-                    f"The training bound became {value} in epoch {epoch + 1}; {last_good}. "
-                    f"Lower the learning rate or raise adam_eps, then run again."
+                    f"The training bound of {settings.name} became {value} in epoch "
+                    f"{epoch + 1}; {last_good}. Lower the learning rate or raise adam_eps, "
+                    f"then run again."
                 )
-            optimizer.zero_grad(set_to_none=True)
-            (-bound).backward()
-            optimizer.step()
-            total += value * len(x)
-            count += len(x)
-            batches.set_postfix(bound=f"{total / count:.2f}", refresh=False)
-        seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "epoch": epoch + 1,
-                "train_bound": total / count,
-                "heldout_bound": heldout_bound(
-                    model, heldout, settings.objective, settings.k, seed=settings.seed + 2
-                ),
-                "lr": learning_rates[epoch],
-                "seconds": seconds,
-            }
-        )
+        held = heldout_bounds(stack, group, heldout_x, [s.seed + 2 for s in members]).tolist()
+        for rows, train_value, held_value in zip(histories, train_bound, held, strict=True):
+            rows.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_bound": train_value,
+                    "heldout_bound": held_value,
+                    "lr": learning_rates[epoch],
+                }
+            )
+        timing.append({"epoch": epoch + 1, "seconds": time.perf_counter() - start})
         save_checkpoint(
             checkpoint_path,
-            fingerprint=settings.fingerprint(),
-            model=model.state_dict(),
+            fingerprint=fingerprint,
+            model=stack.state_dict(),
             optimizer=optimizer.state_dict(),
-            generator=generator.get_state(),
-            history=rows,
+            generators=[g.get_state() for g in generators],
+            histories=histories,
+            timing=timing,
         )
-    return model, pd.DataFrame(rows)
+    models = [stack.member(m).eval() for m in range(len(members))]
+    timing_frame = pd.DataFrame(timing, columns=["epoch", "seconds"]).assign(
+        models_in_group=len(members)
+    )
+    return models, [pd.DataFrame(rows) for rows in histories], timing_frame
+
+
+def train_model(settings: TrainSettings, *args, **kwargs) -> tuple[VAE, pd.DataFrame]:
+    """Train one model: a group of one."""
+    models, histories, _ = train_group([settings], *args, **kwargs)
+    return models[0], histories[0]
 
 
 def save_model(path: str | Path, model: VAE, settings: TrainSettings, device: torch.device):
@@ -196,7 +335,7 @@ def save_model(path: str | Path, model: VAE, settings: TrainSettings, device: to
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = torch.load(path, map_location=device, weights_only=True)
     model = VAE(state["arch"]).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from riwae.config import validation_sentence
+from riwae.train import group_models, model_name
 
 
 def run_name():
@@ -34,10 +35,6 @@ except WorkflowError as error:
 
 # Every artifact of a run lives under results/<run>/.
 RUN = f"results/{config['run']}"
-
-
-def model_name(spec):
-    return f"{spec['arch']}-{spec['objective']}-k{spec['k']}"
 
 
 MODELS = [model_name(spec) for spec in config["models"]]
@@ -76,6 +73,11 @@ def uses_gpu(device):
         return torch.cuda.is_available()
     return device == "cuda"
 
+
+# Models that train together as one stacked network, by group name (riwae.train.group_models).
+GROUPS = group_models(
+    config["models"], config["training_groups"], uses_gpu(config["device"])
+)
 
 # GPU jobs declare gpu=1, so `--resources gpu=1` keeps them one at a time on one GPU;
 # on the CPU they declare none and run side by side.

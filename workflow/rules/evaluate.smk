@@ -1,7 +1,7 @@
 rule evaluate:
     input:
         data="resources/mnist.npz",
-        model=rules.train.output.model,
+        model=TRAINED["model"],
     output:
         f"{RUN}/models/{{model}}/eval.json",
     log:
@@ -24,7 +24,8 @@ rule evaluate:
 rule evaluation_tables:
     input:
         evaluations=expand(rules.evaluate.output[0], model=MODELS),
-        histories=expand(rules.train.output.history, model=MODELS),
+        histories=expand(TRAINED["history"], model=MODELS),
+        timings=expand(TRAINED["timing"], model=MODELS),
     output:
         evaluation=report(
             f"{RUN}/tables/evaluation.csv",
@@ -38,6 +39,7 @@ rule evaluation_tables:
             category="Training and evaluation",
         ),
         histories=f"{RUN}/tables/histories.csv",
+        training_times=f"{RUN}/tables/training_times.csv",
     log:
         f"{RUN}/logs/evaluation_tables.log",
     benchmark:

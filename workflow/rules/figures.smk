@@ -5,7 +5,7 @@ wildcard_constraints:
 rule reconstruct:
     input:
         data="resources/mnist.npz",
-        models=expand(rules.train.output.model, model=MODELS_2D),
+        models=expand(TRAINED["model"], model=MODELS_2D),
     output:
         arrays=f"{RUN}/figures/reconstructions.npz",
         metric=report(

@@ -1,7 +1,7 @@
 rule identity:
     input:
         data="resources/mnist.npz",
-        models=expand(rules.train.output.model, model=MODELS),
+        models=expand(TRAINED["model"], model=MODELS),
         qiw_distances=rules.posterior_grid.output.distances,
     output:
         json=f"{RUN}/checks/identity.json",
@@ -28,7 +28,7 @@ rule identity:
 rule marginal:
     input:
         data="resources/mnist.npz",
-        models=expand(rules.train.output.model, model=MODELS_2D),
+        models=expand(TRAINED["model"], model=MODELS_2D),
     output:
         table=report(
             f"{RUN}/checks/marginal.csv",

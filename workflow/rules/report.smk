@@ -9,7 +9,7 @@ ARTIFACTS = [
     *rules.training_figures.output,
     *rules.appendix.output,
     *rules.appendix_figure.output,
-    *expand(rules.train.output, model=MODELS),
+    *expand(list(TRAINED.values()), model=MODELS),
     *expand(rules.evaluate.output, model=MODELS),
     *(rules.reconstruct.output if MODELS_2D else []),
     *(rules.reconstruction_figure.output if MODELS_2D else []),
@@ -23,7 +23,7 @@ ARTIFACTS = [
 rule manifest:
     input:
         data="resources/mnist.npz",
-        models=expand(rules.train.output.model, model=MODELS),
+        models=expand(TRAINED["model"], model=MODELS),
         artifacts=ARTIFACTS,
     output:
         report(

@@ -1,21 +1,35 @@
-rule train:
-    input:
-        "resources/mnist.npz",
-    output:
-        model=f"{RUN}/models/{{model}}/model.pt",
-        history=f"{RUN}/models/{{model}}/history.csv",
-    log:
-        f"{RUN}/logs/train/{{model}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/train/{{model}}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: config["threads_per_job"]
-    resources:
-        gpu=GPU_JOBS,
-    params:
-        settings=lambda wildcards: train_settings(wildcards.model),
-        checkpoint=lambda wildcards: f"{RUN}/models/{wildcards.model}/checkpoint.pt",
-        device=config["device"],
-    script:
-        "../scripts/train.py"
+# Training jobs are per group of models that train as one stacked network (see
+# `training_groups` in the config and GROUPS in common.smk); each member keeps its own files.
+TRAINED = {
+    "model": f"{RUN}/models/{{model}}/model.pt",
+    "history": f"{RUN}/models/{{model}}/history.csv",
+    "timing": f"{RUN}/models/{{model}}/timing.csv",
+}
+
+
+for group, members in GROUPS.items():
+
+    rule:
+        name:
+            f"train_{group}"
+        input:
+            "resources/mnist.npz",
+        output:
+            models=expand(TRAINED["model"], model=members),
+            histories=expand(TRAINED["history"], model=members),
+            timings=expand(TRAINED["timing"], model=members),
+        log:
+            f"{RUN}/logs/train/{group}.log",
+        benchmark:
+            f"{RUN}/benchmarks/train/{group}.tsv"
+        conda:
+            "../../environment.yml"
+        threads: config["threads_per_job"]
+        resources:
+            gpu=GPU_JOBS,
+        params:
+            settings=[train_settings(model) for model in members],
+            checkpoint=f"{RUN}/checkpoints/{group}.pt",
+            device=config["device"],
+        script:
+            "../scripts/train.py"

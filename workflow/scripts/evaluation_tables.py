@@ -6,9 +6,8 @@ evaluation, histories = evaluation_table(snakemake.input.evaluations, snakemake.
 burda = burda_comparison(evaluation)
 write_csv(snakemake.output.evaluation, evaluation)
 write_csv(snakemake.output.histories, histories)
-write_csv(
-    snakemake.output.training_times, training_times(snakemake.params.models, snakemake.input.timings)
-)
+times = training_times(snakemake.params.models, snakemake.input.timings)
+write_csv(snakemake.output.training_times, times)
 write_csv(snakemake.output.burda, burda)
 markdown = burda_markdown(burda)
 write_text(snakemake.output.burda_markdown, markdown)

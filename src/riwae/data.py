@@ -219,11 +219,17 @@ class BinarizedMNIST:
         ).to(dtype)
 
     def batches(
-        self, batch_size: int, generator: torch.Generator, shuffle: bool = True, dtype=torch.float32
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        shuffle: bool = True,
+        dtype=torch.float32,
+        fixed: torch.Tensor | None = None,
     ):
         """Dynamic binarisation: every pass draws fresh pixels for each minibatch.
 
-        ``generator`` (on this split's device) drives both the order and the pixels.
+        ``generator`` (on this split's device) drives both the order and the pixels. With
+        ``fixed`` (this split binarised once, e.g. by ``fixed``), batches are slices of it.
         """
         n = len(self)
         order = (
@@ -232,7 +238,10 @@ class BinarizedMNIST:
             else torch.arange(n, device=self.device)
         )
         for index in order.split(batch_size):
-            yield self.binarize(self.pixels[index], generator, dtype)
+            if fixed is None:
+                yield self.binarize(self.pixels[index], generator, dtype)
+            else:
+                yield fixed[index].to(dtype)
 
     def fixed(self, seed: int, dtype=torch.float32) -> torch.Tensor:
         """The whole split binarised once with a fixed seed (for evaluation)."""

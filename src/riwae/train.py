@@ -19,10 +19,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from riwae.bounds import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
+from riwae.bounds import (
+    ESTIMATORS,
+    bernoulli_log_likelihood,
+    bounds_and_surrogate,
+    standard_normal_log_density,
+)
 from riwae.data import BinarizedMNIST
 from riwae.io import atomic_path
 from riwae.models import VAE, StackedVAE
+from riwae.optim import make_optimizer
 
 log = logging.getLogger("riwae")
 
@@ -45,6 +51,9 @@ class TrainSettings:
     seed: int
     train_images: int  # the first n training images (60000: all)
     heldout_images: int  # test images for the per-epoch held-out bound
+    estimator: str = "reparam"  # the encoder's gradient: reparam | stl | dreg
+    optimizer: str = "adam"  # adam (torch's) | burda (Burda et al.'s code, riwae.optim)
+    binarisation: str = "dynamic"  # dynamic (fresh pixels every batch) | fixed (drawn once)
 
     @property
     def name(self) -> str:
@@ -54,17 +63,20 @@ class TrainSettings:
         """The learning rate of every epoch."""
         if self.schedule == "constant":
             return [self.lr] * self.epochs
-        if self.schedule == "burda":
-            return [
-                self.lr * 10 ** (-stage / 7)
-                for stage in range(self.stages)
-                for _ in range(3**stage)
-            ]
-        raise ValueError(f"Unknown schedule {self.schedule!r}; use constant or burda.")
+        if self.schedule in ("burda", "burda-code"):
+            return [self.stage_lr(stage) for stage in range(self.stages) for _ in range(3**stage)]
+        raise ValueError(f"Unknown schedule {self.schedule!r}; use constant, burda or burda-code.")
+
+    def stage_lr(self, stage: int) -> float:
+        """Stage ``stage + 1``'s rate: lr * 10^(-stage/7) as in Burda et al.'s paper, or with
+        their code's rounding (``burda-code``: 1e-4 * round(10^(1 - stage/7), 1) at lr 1e-3)."""
+        if self.schedule == "burda-code":
+            return self.lr / 10 * round(10 ** (1 - stage / 7), 1)
+        return self.lr * 10 ** (-stage / 7)
 
     def shared(self) -> "TrainSettings":
-        """What members of one group must share: everything but objective, k and seed."""
-        return replace(self, objective="", k=0, seed=0)
+        """What members of one group must share: all but objective, k, seed and estimator."""
+        return replace(self, objective="", k=0, seed=0, estimator="")
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -82,7 +94,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 class Group:
-    """The per-member constants of a group, as device tensors, and its stacked log-weights."""
+    """The per-member constants of a group, as device tensors, and its stacked bounds."""
 
     def __init__(self, members: list[TrainSettings], device: torch.device):
         self.members = members
@@ -90,14 +102,14 @@ class Group:
         self.max_k = max(self.ks)
         self.k = torch.tensor(self.ks, device=device)
         self.iwae = torch.tensor([s.objective == "iwae" for s in members], device=device)
-        # valid[m, j]: draw j counts for member m (members with k < max_k are padded).
-        self.valid = (torch.arange(self.max_k, device=device)[None] < self.k[:, None])[..., None]
+        self.estimator = torch.tensor([ESTIMATORS[s.estimator] for s in members], device=device)
 
-    def log_weights(self, stack: StackedVAE, x: torch.Tensor, generators) -> torch.Tensor:
-        """log p(x, z) - log q(z|x) for each member's own k draws from its own generator.
+    def bounds(self, stack: StackedVAE, x: torch.Tensor, generators):
+        """Each member's objective per image, from its own k draws from its own generator,
+        and the surrogate whose gradient is its estimator's (see ``bounds_and_surrogate``).
 
-        ``x``: ``[M, batch, pixels]``; returns ``[M, max_k, batch]`` (padding draws are zero
-        noise, masked out of the bounds)."""
+        ``x``: ``[M, batch, pixels]``; returns two ``[M, batch]`` tensors. Members with
+        k < max_k get zero noise for the padding draws, which the bounds leave out."""
         mean, logvar = stack.encode(x)
         shape = mean.shape[1:]
         eps = torch.zeros((len(self.ks), self.max_k, *shape), device=x.device, dtype=x.dtype)
@@ -107,23 +119,17 @@ class Group:
             )
         mean, logvar = mean[:, None], logvar[:, None]
         z = mean + torch.exp(0.5 * logvar) * eps
-        log_q = gaussian_log_density(z, mean, logvar)
         log_joint = standard_normal_log_density(z) + bernoulli_log_likelihood(
             stack.decode(z), x[:, None]
         )
-        return log_joint - log_q
-
-    def bounds(self, log_w: torch.Tensor) -> torch.Tensor:
-        """Each member's objective per image, ``[M, batch]``: the IWAE bound
-        log (1/k) sum_i w_i, or the k-sample VAE bound (the mean of the log-weights)."""
-        log_k = torch.log(self.k.to(log_w.dtype))[:, None]
-        iwae = torch.logsumexp(log_w.masked_fill(~self.valid, -math.inf), 1) - log_k
-        vae = log_w.masked_fill(~self.valid, 0).sum(1) / self.k[:, None]
-        return torch.where(self.iwae[:, None], iwae, vae)
+        return bounds_and_surrogate(log_joint, z, mean, logvar, self.k, self.iwae, self.estimator)
 
 
 def model_name(spec: dict) -> str:
-    return f"{spec['arch']}-{spec['objective']}-k{spec['k']}"
+    """``<arch>-<objective>-k<k>``, with ``-<estimator>`` when it is not the plain one."""
+    estimator = spec.get("estimator", "reparam")
+    suffix = "" if estimator == "reparam" else f"-{estimator}"
+    return f"{spec['arch']}-{spec['objective']}-k{spec['k']}{suffix}"
 
 
 def group_models(specs: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
@@ -162,9 +168,9 @@ def check_group(members: list[TrainSettings]) -> None:
 def training_step(stack: StackedVAE, group: Group, optimizer, x, generators) -> torch.Tensor:
     """One step for every member: its bound on its batch (``x``: ``[M, batch, pixels]``),
     backward, Adam. Returns the bounds ``[M, batch]``, detached, on the device."""
-    bound = group.bounds(group.log_weights(stack, x, generators))
+    bound, surrogate = group.bounds(stack, x, generators)
     optimizer.zero_grad(set_to_none=True)
-    (-bound.mean(1).sum()).backward()
+    (-surrogate.mean(1).sum()).backward()
     optimizer.step()
     return bound.detach()
 
@@ -177,8 +183,7 @@ def heldout_bounds(
     fixed seed per member. Shape ``[M]``, on the device."""
     generators = [torch.Generator(device=x.device).manual_seed(s) for s in seeds]
     total = sum(
-        group.bounds(group.log_weights(stack, batch, generators)).sum(1)
-        for batch in x.split(batch_size, dim=1)
+        group.bounds(stack, batch, generators)[0].sum(1) for batch in x.split(batch_size, dim=1)
     )
     return total / x.shape[1]
 
@@ -234,6 +239,10 @@ def train_group(
     data = BinarizedMNIST(train_images, device)
     heldout = BinarizedMNIST(heldout_images[: first.heldout_images], device)
     heldout_x = torch.stack([heldout.fixed(seed=s.seed + 1) for s in members])
+    # Fixed binarisation: each member's training pixels drawn once, from its own seed.
+    fixed = [
+        data.fixed(seed=s.seed + 3).bool() if s.binarisation == "fixed" else None for s in members
+    ]
     generators = [torch.Generator(device=device).manual_seed(s.seed) for s in members]
     # Initialised on the CPU with a CPU generator, so every device starts from the same weights.
     mean_pixel = torch.as_tensor(train_images, dtype=torch.float32).mean(0) / 255
@@ -241,7 +250,7 @@ def train_group(
         [VAE(s.arch).initialise(torch.Generator().manual_seed(s.seed), mean_pixel) for s in members]
     ).to(device)
     group = Group(members, device)
-    optimizer = torch.optim.Adam(stack.parameters(), lr=first.lr, eps=first.adam_eps)
+    optimizer = make_optimizer(first.optimizer, stack.parameters(), first.lr, first.adam_eps)
     learning_rates = first.learning_rates()
     histories: list[list[dict]] = [[] for _ in members]
     timing: list[dict] = []
@@ -265,7 +274,13 @@ def train_group(
             param_group["lr"] = learning_rates[epoch]
         start = time.perf_counter()
         total = torch.zeros(len(members), device=device)
-        batches = zip(*(data.batches(first.batch_size, g) for g in generators), strict=True)
+        batches = zip(
+            *(
+                data.batches(first.batch_size, g, fixed=f)
+                for g, f in zip(generators, fixed, strict=True)
+            ),
+            strict=True,
+        )
         for xs in tqdm(
             batches,
             total=steps,

@@ -12,7 +12,13 @@ import yaml
 from conftest import ROOT, SNAKEMAKE, snakemake
 
 SMOKE = "results/smoke"
-MODELS = ["burda1-vae-k1", "burda1-iwae-k5", "cremer2d-iwae-k5", "cremer2d-vae-k1"]
+MODELS = [
+    "burda1-vae-k1",
+    "burda1-iwae-k5",
+    "cremer2d-iwae-k5",
+    "cremer2d-vae-k1",
+    "cremer2d-iwae-k5-dreg",
+]
 
 
 def test_smoke_run_writes_figure_1_and_its_data(smoke_run):
@@ -50,7 +56,7 @@ def test_smoke_run_identity_check(smoke_run):
 
 def test_smoke_run_marginal_ordering(smoke_run):
     table = pd.read_csv(smoke_run / SMOKE / "checks/marginal.csv")
-    assert set(table.case) == {"synthetic 2D target", "cremer2d-iwae-k5", "cremer2d-vae-k1"}
+    assert set(table.case) == {"synthetic 2D target", *MODELS[2:]}
     assert table.ordered.all()
     synthetic = table[table.case == "synthetic 2D target"].set_index("k")
     assert synthetic["log p(x)"].iloc[0] == pytest.approx(np.log(8), abs=0.01)
@@ -188,7 +194,7 @@ def test_identity_stage_fails_when_difference_exceeds_tolerance(smoke_run, tmp_p
 
 def test_reconstruction_figure_and_metric(smoke_run):
     metric = pd.read_csv(smoke_run / SMOKE / "tables/reconstruction_metric.csv")
-    assert set(metric.model) == {"cremer2d-iwae-k5", "cremer2d-vae-k1"}
+    assert set(metric.model) == set(MODELS[2:])
     assert list(metric.source[:3]) == ["q", "q_IW", "q_IW - q"]
     assert (metric.test_images == 10_000).all()
     with np.load(smoke_run / SMOKE / "figures/reconstructions.npz") as arrays:
@@ -203,6 +209,19 @@ def test_reconstruction_figure_and_metric(smoke_run):
     ):
         for suffix in ("png", "pdf"):
             assert (smoke_run / SMOKE / f"figures/{name}.{suffix}").stat().st_size > 5_000
+
+
+def test_estimator_comparison_sets_dreg_beside_the_plain_model(smoke_run):
+    table = pd.read_csv(smoke_run / SMOKE / "tables/estimators.csv")
+    assert list(table.model) == ["cremer2d-iwae-k5-dreg", "cremer2d-iwae-k5"]
+    assert list(table.estimator) == ["dreg", "reparam"]
+    assert (table.iwae_minus_vae > 0).all()  # the IWAE bound lies above the ELBO
+    assert (table.q_area_over_posterior > 0).all() and table.qiw_reconstruction_gain.notna().all()
+    evaluation = pd.read_csv(smoke_run / SMOKE / "tables/evaluation.csv").set_index("model")
+    for r in table.itertuples():
+        assert r.iwae_bound == evaluation.iwae_k5[r.model]
+    markdown = (smoke_run / SMOKE / "tables/estimators.md").read_text()
+    assert "| cremer2d-iwae-k5-dreg | dreg |" in markdown
 
 
 def test_real_digit_posteriors_are_normalised(smoke_run):

@@ -117,3 +117,78 @@ def burda_markdown(table: pd.DataFrame) -> str:
             f"its standard error. Burda et al.: k = 5000 on all 10,000 test images.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def spread(x_axis: np.ndarray, y_axis: np.ndarray, log_density: np.ndarray) -> float:
+    """sqrt(det covariance) of a density on a grid (``log_density[i, j]`` at
+    ``(x_axis[j], y_axis[i])``): proportional to the area of its one-sigma ellipse."""
+    p = np.exp(log_density - log_density.max())
+    p /= p.sum()
+    xx, yy = np.meshgrid(x_axis, y_axis)
+    mx, my = (p * xx).sum(), (p * yy).sum()
+    cxx, cyy = (p * (xx - mx) ** 2).sum(), (p * (yy - my) ** 2).sum()
+    cxy = (p * (xx - mx) * (yy - my)).sum()
+    return float(np.sqrt(max(cxx * cyy - cxy**2, 0.0)))
+
+
+def estimator_comparison(evaluation: pd.DataFrame, reconstruction, posteriors) -> pd.DataFrame:
+    """Models that differ only in their gradient estimator, side by side, on what the paper is
+    about: the gap L_IWAE[q] - L_VAE[q] (how much the bound gains over q's own ELBO), and for 2D
+    models how wide q is against the true posterior (the ratio of their one-sigma areas, the
+    geometric mean over the digits of ``posteriors``: model -> unflattened digit arrays) and
+    how much decoding q_IW draws instead of q draws raises log p(x|z) (``reconstruction``,
+    the reconstruction metric's table)."""
+    table = evaluation.assign(estimator=evaluation.get("estimator", "reparam")).fillna(
+        {"estimator": "reparam"}
+    )
+    keys = ["arch", "objective", "k"]
+    compared = table.groupby(keys).estimator.transform("nunique") > 1
+    rows = []
+    for r in table[compared].sort_values([*keys, "estimator"]).itertuples():
+        row = {
+            "model": r.model,
+            "arch": r.arch,
+            "objective": r.objective,
+            "k": r.k,
+            "estimator": r.estimator,
+            "log_likelihood": r.log_likelihood,
+            "log_likelihood_se": r.log_likelihood_se,
+            "iwae_bound": getattr(r, f"iwae_k{r.k}", np.nan),
+            "vae_bound": r.vae_bound,
+        }
+        row["iwae_minus_vae"] = row["iwae_bound"] - r.vae_bound
+        if r.model in posteriors:
+            ratios = [
+                spread(d["x_axis"], d["y_axis"], d["log_qiw_k1"])
+                / spread(d["x_axis"], d["y_axis"], d["log_posterior"])
+                for d in posteriors[r.model]
+            ]
+            row["q_area_over_posterior"] = float(np.exp(np.mean(np.log(ratios))))
+        metric = reconstruction[reconstruction.model == r.model].set_index("source")
+        if len(metric):
+            row["qiw_reconstruction_gain"] = (
+                metric.log_p_x_given_z["q_IW"] - metric.log_p_x_given_z["q"]
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def estimator_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "No two models differ only in their gradient estimator in this run.\n"
+    columns = {
+        "model": "model",
+        "estimator": "estimator",
+        "log_likelihood": "test log-likelihood",
+        "iwae_bound": "L_IWAE[q] at training k",
+        "vae_bound": "L_VAE[q]",
+        "iwae_minus_vae": "L_IWAE - L_VAE[q]",
+        "q_area_over_posterior": "q's area / posterior's",
+        "qiw_reconstruction_gain": "log p(x|z) gain, q_IW over q",
+    }
+    shown = {key: name for key, name in columns.items() if key in table}
+    lines = ["| " + " | ".join(shown.values()) + " |", "|---|---|" + "---:|" * (len(shown) - 2)]
+    for _, r in table.iterrows():
+        cells = [f"{r[key]:.2f}" if isinstance(r[key], float) else str(r[key]) for key in shown]
+        lines.append("| " + " | ".join(cells).replace("nan", "") + " |")
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ ARTIFACTS = [
     *rules.marginal_figure.output,
     *rules.evaluation_tables.output,
     *rules.training_figures.output,
+    *rules.estimator_comparison.output,
     *rules.appendix.output,
     *rules.appendix_figure.output,
     *expand(list(TRAINED.values()), model=MODELS),

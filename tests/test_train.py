@@ -137,16 +137,17 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
     assert checkpoint.read_bytes() == before
 
 
-def test_a_group_trains_to_the_same_numbers_as_its_members_apart(tmp_path):
+@pytest.mark.parametrize("arch", ["burda1", "burda2"])
+def test_a_group_trains_to_the_same_numbers_as_its_members_apart(tmp_path, arch):
     """Stacked training, with members of other objectives, k (padded) and seeds, equals
     training each member alone with its own seed, after several epochs."""
     images = synthetic_images(600)
     device = torch.device("cpu")
     members = [
-        settings(objective="iwae", k=5, seed=0),
-        settings(objective="vae", k=5, seed=1),
-        settings(objective="iwae", k=1, seed=2),
-        settings(objective="vae", k=3, seed=0),
+        settings(arch=arch, objective="iwae", k=5, seed=0),
+        settings(arch=arch, objective="vae", k=5, seed=1),
+        settings(arch=arch, objective="iwae", k=1, seed=2),
+        settings(arch=arch, objective="vae", k=3, seed=0),
     ]
     models, histories, timing = train_group(
         members, images, images[500:], device, tmp_path / "group.pt", progress=False
@@ -208,6 +209,13 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_again(tmp_path, c
 def test_models_of_different_shapes_do_not_group():
     with pytest.raises(ValueError, match="must share architecture and training settings"):
         riwae.train.check_group([settings(), settings(arch="cremer2d")])
+
+
+@pytest.mark.parametrize("estimator", ["stl", "dreg"])
+def test_score_free_estimators_are_refused_for_two_stochastic_layers(estimator):
+    with pytest.raises(ValueError, match=f"{estimator} is implemented for one stochastic layer"):
+        riwae.train.Group([settings(arch="burda2", estimator=estimator)], torch.device("cpu"))
+    riwae.train.Group([settings(arch="burda1", estimator=estimator)], torch.device("cpu"))
 
 
 def tiny_2d_model() -> VAE:

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from riwae.bounds import log_weights, vae_bound
+from riwae.bounds import vae_bound
 from riwae.checks import mean_and_se
 from riwae.models import VAE
 
@@ -44,7 +44,7 @@ def iwae_estimate(
     chunk = max(1, (max_samples or chunk_rows(x.device)) // len(x))
     parts = []
     for start in range(0, k, chunk):
-        log_w, _, _ = log_weights(model.encoder, model.decoder, x, min(chunk, k - start), generator)
+        log_w, _, _ = model.log_weights(x, min(chunk, k - start), generator)
         parts.append(torch.logsumexp(log_w, 0))
     return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 
@@ -82,7 +82,7 @@ def evaluate_model(
     columns.update({f"iwae_k{k}": [] for k in bound_ks})
     for batch in x.split(batch_size):
         columns["log_likelihood"].append(iwae_estimate(model, batch, ll_k, generator))
-        log_w, _, _ = log_weights(model.encoder, model.decoder, batch, max(bound_ks), generator)
+        log_w, _, _ = model.log_weights(batch, max(bound_ks), generator)
         columns["vae_bound"].append(vae_bound(log_w))
         for k in bound_ks:
             columns[f"iwae_k{k}"].append(iwae_estimate(model, batch, k, generator))

@@ -256,18 +256,42 @@ def test_active_units_counts_dimensions_whose_mean_varies():
         model.encoder.net[-1].weight[5:50].zero_()
         model.encoder.net[-1].bias[5:50] = 0.7
     x = BinarizedMNIST(synthetic_images(300)).fixed(seed=0)
-    count, variances = active_units(model, x)
+    (count,), (variances,) = active_units(model, x)
     assert count == 5 and variances.shape == (50,)
     assert (variances[5:] == 0).all() and (variances[:5] > 0.01).all()
 
 
-def test_evaluate_model_reports_ordered_bounds():
-    model = VAE("burda1").initialise(torch.Generator().manual_seed(0))
+def test_active_units_of_two_layers_are_counted_per_layer():
+    """Layer 2's activity is that of q(h2|h1)'s mean at h1's mean: collapsing 40 of layer
+    1's units leaves layer 2 active; collapsing 46 of layer 2's leaves 4."""
+    model = VAE("burda2").initialise(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.encoder.net[-1].weight[60:100].zero_()
+        model.encoder.net[-1].bias[60:100] = 0.7
+        model.upper_encoders[0].net[-1].weight[4:50].zero_()
+        model.upper_encoders[0].net[-1].bias[4:50] = -0.3
+    x = BinarizedMNIST(synthetic_images(300)).fixed(seed=0)
+    counts, variances = active_units(model, x, threshold=1e-4)
+    assert counts == [60, 4] and [v.shape for v in variances] == [(100,), (50,)]
+    assert (variances[0][60:] == 0).all() and (variances[1][4:] == 0).all()
+    h1 = model.encoder(x)[0]
+    expected = model.upper_encoders[0](h1)[0].double().var(0)
+    torch.testing.assert_close(variances[1], expected)
+
+
+@pytest.mark.parametrize("arch", ["burda1", "burda2"])
+def test_evaluate_model_reports_ordered_bounds(arch):
+    """The k-sample estimate is below the larger-k one in expectation (over 40 images)."""
+    model = VAE(arch).initialise(torch.Generator().manual_seed(0))
     x = BinarizedMNIST(synthetic_images(40)).fixed(seed=0)
     result = evaluate_model(model, x, ll_k=500, bound_ks=[1, 5, 50], seed=0, batch_size=20)
     assert result["test_images"] == 40 and result["ll_k"] == 500
     assert result["iwae_k1"] < result["iwae_k5"] < result["iwae_k50"] < result["log_likelihood"]
     assert result["vae_bound"] == pytest.approx(result["iwae_k1"], abs=3 * result["iwae_k1_se"])
+    layers = list(model.arch.latent_dims)
+    assert result["latent_dims"] == layers and result["latent_dim"] == sum(layers)
+    assert len(result["active_units_per_layer"]) == len(layers)
+    assert result["active_units"] == sum(result["active_units_per_layer"])
 
 
 def test_burda_adam_follows_their_update_rule():

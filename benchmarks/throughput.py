@@ -66,23 +66,24 @@ def timed(fn, seconds: float, device: torch.device) -> float:
 
 
 def layer_shapes(arch_name: str, batch: int, k: int) -> list[tuple[int, int, int, bool]]:
-    """(rows, in, out, first layer?) of every linear layer in one step: the encoder on the
-    batch, the decoder on the k x batch latent draws."""
+    """(rows, in, out, input without gradient?) of every linear layer in one step: q(h1|x)
+    on the batch, the networks above it and every decoder on the k x batch latent draws.
+    Only the data has no gradient: the latents carry the reparameterised path to q."""
     arch = ARCHITECTURES[arch_name]
+    networks = [(batch, arch.encoder_sizes(0))]
+    networks += [(k * batch, arch.encoder_sizes(layer)) for layer in range(1, arch.layers)]
+    networks += [(k * batch, arch.decoder_sizes(layer)) for layer in range(arch.layers)]
     shapes = []
-    for rows, sizes in (
-        (batch, [784, *arch.hidden, 2 * arch.latent_dim]),
-        (k * batch, [arch.latent_dim, *arch.hidden, 784]),
-    ):
+    for network, (rows, sizes) in enumerate(networks):
         pairs = zip(sizes[:-1], sizes[1:], strict=True)
-        shapes += [(rows, a, b, i == 0) for i, (a, b) in enumerate(pairs)]
+        shapes += [(rows, a, b, network == 0 and i == 0) for i, (a, b) in enumerate(pairs)]
     return shapes
 
 
 def gemm_floor(shapes, models: int, device, seconds: float, backward: bool) -> float:
     """Seconds for only the (batched, ``models`` deep) GEMMs: y = x W^T, and for backward
-    dx = dy W, dW = dy^T x (dx is skipped for the first layer of each network, which has no
-    input gradient)."""
+    dx = dy W, dW = dy^T x (dx is skipped for the layer on the data, which has no input
+    gradient)."""
     tensors = []
     for rows, n_in, n_out, first in shapes:
         x = torch.randn(models, rows, n_in, device=device)

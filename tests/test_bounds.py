@@ -6,11 +6,10 @@ from riwae.bounds import (
     bernoulli_log_likelihood,
     gaussian_log_density,
     iwae_bound,
-    log_weights,
     standard_normal_log_density,
     vae_bound,
 )
-from riwae.models import build_model
+from riwae.models import VAE
 
 
 def test_densities_match_torch_distributions():
@@ -51,10 +50,10 @@ def test_iwae_bound_is_log_mean_of_weights_and_above_vae():
 @pytest.mark.parametrize("arch", ["cremer2d", "burda1"])
 def test_log_weights_shapes_and_value(arch):
     g = torch.Generator().manual_seed(4)
-    encoder, decoder = build_model(arch, generator=g)
-    encoder, decoder = encoder.double(), decoder.double()
+    model = VAE(arch).initialise(generator=g).double()
+    encoder, decoder = model.encoder, model.decoder
     x = (torch.rand(3, 784, generator=g) < 0.3).double()
-    log_w, log_q, z = log_weights(encoder, decoder, x, 5, generator=g)
+    log_w, log_q, z = model.log_weights(x, 5, generator=g)
     latent = encoder.net[-1].out_features // 2
     assert log_w.shape == (5, 3) and log_q.shape == (5, 3) and z.shape == (5, 3, latent)
     mean, logvar = encoder(x)
@@ -64,3 +63,45 @@ def test_log_weights_shapes_and_value(arch):
     torch.testing.assert_close(log_w, joint - q.log_prob(z))
     torch.testing.assert_close(log_q, q.log_prob(z))
     assert torch.isfinite(iwae_bound(log_w)).all()
+
+
+def test_two_layer_log_weights_match_torch_distributions():
+    """burda2: log p(x, h1, h2) - log q(h1, h2 | x) written out layer by layer, with the
+    draws rebuilt from the same noise: h1 = mu1(x) + sigma1(x) e1, h2 = mu2(h1) + sigma2(h1) e2."""
+    g = torch.Generator().manual_seed(5)
+    model = VAE("burda2").initialise(generator=g).double()
+    with torch.no_grad():  # random biases, so that no mean or scale is trivially 0 or 1
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    x = (torch.rand(2, 784, generator=g) < 0.3).double()
+    log_w, log_q, z = model.log_weights(x, 3, generator=torch.Generator().manual_seed(6))
+    assert log_w.shape == log_q.shape == (3, 2) and z.shape == (3, 2, 150)
+    e = torch.randn(3, 2, 150, generator=torch.Generator().manual_seed(6))
+
+    def gaussian(net, h):  # Burda et al.'s units: std = exp(linear output)
+        mean, log_std = net(h).chunk(2, dim=-1)
+        return Independent(Normal(mean, log_std.exp()), 1)
+
+    q1 = gaussian(model.encoder.net, x)
+    h1 = q1.mean + q1.stddev * e[..., :100]
+    q2 = gaussian(model.upper_encoders[0].net, h1)
+    h2 = q2.mean + q2.stddev * e[..., 100:]
+    torch.testing.assert_close(z, torch.cat([h1, h2], -1))
+    prior = Independent(Normal(torch.zeros(50), torch.ones(50)), 1)
+    p_h1 = gaussian(model.upper_decoders[0].net, h2)
+    p_x = Independent(Bernoulli(logits=model.decoder.net(h1)), 1)
+    expected_q = q1.log_prob(h1) + q2.log_prob(h2)
+    expected_joint = prior.log_prob(h2) + p_h1.log_prob(h1) + p_x.log_prob(x)
+    torch.testing.assert_close(log_q, expected_q, rtol=0, atol=1e-10)
+    torch.testing.assert_close(log_w, expected_joint - expected_q, rtol=0, atol=1e-10)
+    # The layers' shapes are Burda et al.'s.
+    sizes = [
+        [layer.weight.shape[::-1] for layer in net.net if isinstance(layer, torch.nn.Linear)]
+        for net in (model.encoder, *model.upper_encoders, *model.upper_decoders, model.decoder)
+    ]
+    assert sizes == [
+        [(784, 200), (200, 200), (200, 200)],
+        [(100, 100), (100, 100), (100, 100)],
+        [(50, 100), (100, 100), (100, 200)],
+        [(100, 200), (200, 200), (200, 784)],
+    ]

@@ -4,10 +4,10 @@ import pytest
 import torch
 from scipy import stats
 
-from riwae.bounds import iwae_bound, log_weights
-from riwae.checks import synthetic_identity
+from riwae.bounds import iwae_bound
+from riwae.checks import model_identity, synthetic_identity
 from riwae.grid import square_grid
-from riwae.models import build_model
+from riwae.models import VAE
 from riwae.posterior import qiw_log_density_on_grid
 from riwae.qiw import (
     conditional_elbo,
@@ -114,23 +114,36 @@ def test_conditional_density_is_the_papers_second_form():
     torch.testing.assert_close(conditional_log_density(log_w, log_q), second_form)
 
 
-@pytest.mark.parametrize("arch", ["cremer2d", "burda1"])
+@pytest.mark.parametrize("arch", ["cremer2d", "burda1", "burda2"])
 @pytest.mark.parametrize("k", [1, 2, 10, 1000])
 def test_identity_holds_for_random_models(arch, k):
+    """For burda2, z is the joint latent (h1, h2) and q_IW resamples it whole."""
     g = torch.Generator().manual_seed(k)
-    encoder, decoder = build_model(arch, generator=g)
-    encoder, decoder = encoder.double(), decoder.double()
+    model = VAE(arch).initialise(generator=g).double()
     with torch.no_grad():  # random biases too, so q is not centred at 0 for every x
-        for p in [*encoder.parameters(), *decoder.parameters()]:
+        for p in model.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=g))
         x = (torch.rand(4, 784, generator=g) < 0.3).double()
-        log_w, log_q, _ = log_weights(encoder, decoder, x, k, generator=g)
+        log_w, log_q, _ = model.log_weights(x, k, generator=g)
     log_joint = log_w + log_q
     torch.testing.assert_close(
         conditional_elbo(log_joint, log_q), iwae_bound(log_w), rtol=0, atol=1e-10
     )
-    # Log-weights of trained-size models are in the hundreds: a real test of stability.
-    assert 50 < log_w.abs().max() < 1e5, log_w.abs().max()
+    # Log-weights in the hundreds (trained-size models) to 1e5 (random burda2, whose
+    # Gaussian p(h1|h2) is narrow): a real test of stability.
+    assert 50 < log_w.abs().max() < 1e6, log_w.abs().max()
+
+
+def test_identity_check_passes_for_a_two_layer_model():
+    """The pipeline's check (``model_identity``) on a random burda2 model, in float32 as
+    trained: it runs in float64 per sample set of the joint latent."""
+    g = torch.Generator().manual_seed(0)
+    model = VAE("burda2").initialise(generator=g).float()
+    images = (torch.rand(2, 784, generator=g) < 0.3).float()
+    rows = model_identity(model, images, [1, 10, 100], 5, 1e-10, seed=0)
+    assert [row["k"] for row in rows] == [1, 10, 100]
+    assert all(row["passed"] and row["sample_sets"] == 10 for row in rows)
+    assert rows[0]["L_IWAE[q]"] < rows[2]["L_IWAE[q]"]
 
 
 def test_identity_on_the_synthetic_target():

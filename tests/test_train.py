@@ -137,16 +137,17 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
     assert checkpoint.read_bytes() == before
 
 
-def test_a_group_trains_to_the_same_numbers_as_its_members_apart(tmp_path):
+@pytest.mark.parametrize("arch", ["burda1", "burda2"])
+def test_a_group_trains_to_the_same_numbers_as_its_members_apart(tmp_path, arch):
     """Stacked training, with members of other objectives, k (padded) and seeds, equals
     training each member alone with its own seed, after several epochs."""
     images = synthetic_images(600)
     device = torch.device("cpu")
     members = [
-        settings(objective="iwae", k=5, seed=0),
-        settings(objective="vae", k=5, seed=1),
-        settings(objective="iwae", k=1, seed=2),
-        settings(objective="vae", k=3, seed=0),
+        settings(arch=arch, objective="iwae", k=5, seed=0),
+        settings(arch=arch, objective="vae", k=5, seed=1),
+        settings(arch=arch, objective="iwae", k=1, seed=2),
+        settings(arch=arch, objective="vae", k=3, seed=0),
     ]
     models, histories, timing = train_group(
         members, images, images[500:], device, tmp_path / "group.pt", progress=False
@@ -210,6 +211,13 @@ def test_models_of_different_shapes_do_not_group():
         riwae.train.check_group([settings(), settings(arch="cremer2d")])
 
 
+@pytest.mark.parametrize("estimator", ["stl", "dreg"])
+def test_score_free_estimators_are_refused_for_two_stochastic_layers(estimator):
+    with pytest.raises(ValueError, match=f"{estimator} is implemented for one stochastic layer"):
+        riwae.train.Group([settings(arch="burda2", estimator=estimator)], torch.device("cpu"))
+    riwae.train.Group([settings(arch="burda1", estimator=estimator)], torch.device("cpu"))
+
+
 def tiny_2d_model() -> VAE:
     """A 2D-latent model with a gentle decoder, so that log p(x) is a smooth integral."""
     model = VAE("cremer2d").initialise(torch.Generator().manual_seed(0)).double()
@@ -248,18 +256,42 @@ def test_active_units_counts_dimensions_whose_mean_varies():
         model.encoder.net[-1].weight[5:50].zero_()
         model.encoder.net[-1].bias[5:50] = 0.7
     x = BinarizedMNIST(synthetic_images(300)).fixed(seed=0)
-    count, variances = active_units(model, x)
+    (count,), (variances,) = active_units(model, x)
     assert count == 5 and variances.shape == (50,)
     assert (variances[5:] == 0).all() and (variances[:5] > 0.01).all()
 
 
-def test_evaluate_model_reports_ordered_bounds():
-    model = VAE("burda1").initialise(torch.Generator().manual_seed(0))
+def test_active_units_of_two_layers_are_counted_per_layer():
+    """Layer 2's activity is that of q(h2|h1)'s mean at h1's mean: collapsing 40 of layer
+    1's units leaves layer 2 active; collapsing 46 of layer 2's leaves 4."""
+    model = VAE("burda2").initialise(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.encoder.net[-1].weight[60:100].zero_()
+        model.encoder.net[-1].bias[60:100] = 0.7
+        model.upper_encoders[0].net[-1].weight[4:50].zero_()
+        model.upper_encoders[0].net[-1].bias[4:50] = -0.3
+    x = BinarizedMNIST(synthetic_images(300)).fixed(seed=0)
+    counts, variances = active_units(model, x, threshold=1e-4)
+    assert counts == [60, 4] and [v.shape for v in variances] == [(100,), (50,)]
+    assert (variances[0][60:] == 0).all() and (variances[1][4:] == 0).all()
+    h1 = model.encoder(x)[0]
+    expected = model.upper_encoders[0](h1)[0].double().var(0)
+    torch.testing.assert_close(variances[1], expected)
+
+
+@pytest.mark.parametrize("arch", ["burda1", "burda2"])
+def test_evaluate_model_reports_ordered_bounds(arch):
+    """The k-sample estimate is below the larger-k one in expectation (over 40 images)."""
+    model = VAE(arch).initialise(torch.Generator().manual_seed(0))
     x = BinarizedMNIST(synthetic_images(40)).fixed(seed=0)
     result = evaluate_model(model, x, ll_k=500, bound_ks=[1, 5, 50], seed=0, batch_size=20)
     assert result["test_images"] == 40 and result["ll_k"] == 500
     assert result["iwae_k1"] < result["iwae_k5"] < result["iwae_k50"] < result["log_likelihood"]
     assert result["vae_bound"] == pytest.approx(result["iwae_k1"], abs=3 * result["iwae_k1_se"])
+    layers = list(model.arch.latent_dims)
+    assert result["latent_dims"] == layers and result["latent_dim"] == sum(layers)
+    assert len(result["active_units_per_layer"]) == len(layers)
+    assert result["active_units"] == sum(result["active_units_per_layer"])
 
 
 def test_burda_adam_follows_their_update_rule():

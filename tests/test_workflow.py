@@ -15,10 +15,12 @@ SMOKE = "results/smoke"
 MODELS = [
     "burda1-vae-k1",
     "burda1-iwae-k5",
+    "burda2-iwae-k5",
     "cremer2d-iwae-k5",
     "cremer2d-vae-k1",
     "cremer2d-iwae-k5-dreg",
 ]
+MODELS_2D = [name for name in MODELS if name.startswith("cremer2d")]
 
 
 def test_smoke_run_writes_figure_1_and_its_data(smoke_run):
@@ -56,7 +58,7 @@ def test_smoke_run_identity_check(smoke_run):
 
 def test_smoke_run_marginal_ordering(smoke_run):
     table = pd.read_csv(smoke_run / SMOKE / "checks/marginal.csv")
-    assert set(table.case) == {"synthetic 2D target", *MODELS[2:]}
+    assert set(table.case) == {"synthetic 2D target", *MODELS_2D}
     assert table.ordered.all()
     synthetic = table[table.case == "synthetic 2D target"].set_index("k")
     assert synthetic["log p(x)"].iloc[0] == pytest.approx(np.log(8), abs=0.01)
@@ -82,6 +84,14 @@ def test_smoke_run_trains_and_evaluates_every_model(smoke_run):
     assert list(times.model) == MODELS and (times.train_seconds > 0).all()
     burda = (smoke_run / SMOKE / "tables/burda_comparison.md").read_text()
     assert "| IWAE | 5 |" in burda and "84.78" in burda and "not trained" in burda
+    # All 12 rows of Burda et al.'s table, by stochastic layers; ours where trained.
+    rows = [line for line in burda.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert [row[:4] for row in rows] == ["| 1 "] * 6 + ["| 2 "] * 6
+    two_layer_iwae_k5 = next(row for row in rows if row.startswith("| 2 | IWAE | 5 |"))
+    assert "not trained" not in two_layer_iwae_k5 and "83.89" in two_layer_iwae_k5
+    burda2 = evaluation.set_index("model").loc["burda2-iwae-k5"]
+    assert burda2.latent_dims == "100+50" and burda2.latent_dim == 150
+    assert sum(int(n) for n in burda2.active_units_per_layer.split("+")) == burda2.active_units
     for figure in ("learning_curves", "bound_vs_k"):
         assert (smoke_run / SMOKE / f"figures/{figure}.png").stat().st_size > 10_000
 
@@ -155,6 +165,11 @@ def test_bad_config_value_stops_with_one_sentence(smoke_run, override, fragment)
             "training.burda1.epochs: -3 is less than the minimum of 0",
         ),
         (("evaluation", "ll_k"), 0, "evaluation.ll_k: 0 is less than the minimum of 1"),
+        (
+            ("models",),
+            [{"arch": "burda2", "objective": "iwae", "k": 5, "estimator": "dreg"}],
+            "models[0]: Estimator dreg is implemented for one stochastic layer only",
+        ),
     ],
 )
 def test_bad_nested_config_value_stops_with_one_sentence(
@@ -194,7 +209,7 @@ def test_identity_stage_fails_when_difference_exceeds_tolerance(smoke_run, tmp_p
 
 def test_reconstruction_figure_and_metric(smoke_run):
     metric = pd.read_csv(smoke_run / SMOKE / "tables/reconstruction_metric.csv")
-    assert set(metric.model) == set(MODELS[2:])
+    assert set(metric.model) == set(MODELS_2D)
     assert list(metric.source[:3]) == ["q", "q_IW", "q_IW - q"]
     assert (metric.test_images == 10_000).all()
     with np.load(smoke_run / SMOKE / "figures/reconstructions.npz") as arrays:

@@ -1,4 +1,4 @@
-"""Log-weights and the bounds built from them.
+"""Log-densities, and the bounds built from log-weights (``riwae.models.VAE.log_weights``).
 
 Conventions: latents have shape ``[k, batch, dim]`` and log-weights ``[k, batch]``.
 The k-sample VAE bound and the IWAE bound are two reductions of the same log-weights;
@@ -40,22 +40,6 @@ def sample_gaussian(
     return mean + torch.exp(0.5 * logvar) * eps
 
 
-def log_weights(
-    encoder, decoder, x: torch.Tensor, k: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """log w = log p(x, z) - log q(z|x) for k draws z ~ q(z|x) per data point.
-
-    ``encoder(x)`` returns ``(mean, logvar)`` of a diagonal Gaussian q(z|x); ``decoder(z)``
-    returns Bernoulli logits of p(x|z); the prior is N(0, I).
-    Returns ``(log_w, log_q, z)`` with shapes ``[k, batch]``, ``[k, batch]``, ``[k, batch, dim]``.
-    """
-    mean, logvar = encoder(x)
-    z = sample_gaussian(mean, logvar, k, generator)
-    log_q = gaussian_log_density(z, mean, logvar)
-    log_joint = standard_normal_log_density(z) + bernoulli_log_likelihood(decoder(z), x)
-    return log_joint - log_q, log_q, z
-
-
 def vae_bound(log_w: torch.Tensor) -> torch.Tensor:
     """k-sample estimate of the ELBO, L_VAE: mean over the k log-weights. Shape ``[batch]``."""
     return log_w.mean(0)
@@ -86,9 +70,10 @@ def bounds_and_surrogate(
     one's chosen estimator of its bound's gradient.
 
     ``log_joint``: log p(x, z) ``[M, K, batch]`` for draws ``z = mean + exp(logvar / 2) eps``
-    (``[M, K, batch, dim]``; ``mean``/``logvar`` ``[M, 1, batch, dim]``); member m uses its
-    first ``k[m]`` draws. ``iwae[m]``: IWAE bound, else the k-sample VAE bound.
-    ``estimator[m]``: a code of ``ESTIMATORS``. Returns (bounds, surrogate), ``[M, batch]``.
+    (``[M, K, batch, dim]``; ``mean``/``logvar`` ``[M, 1, batch, dim]``, or ``[M, K, batch,
+    dim]`` where q's units depend on the layer below); member m uses its first ``k[m]`` draws.
+    ``iwae[m]``: IWAE bound, else the k-sample VAE bound. ``estimator[m]``: a code of
+    ``ESTIMATORS``. Returns (bounds, surrogate), ``[M, batch]``.
     """
     valid = (torch.arange(log_joint.shape[1], device=k.device)[None] < k[:, None])[..., None]
     score_free = (estimator != ESTIMATORS["reparam"])[:, None, None]

@@ -6,7 +6,7 @@ import torch
 
 from riwae.bounds import iwae_bound, vae_bound
 from riwae.qiw import conditional_elbo
-from riwae.targets import DiagGaussian, GaussianMixtureTarget, ModelPosterior
+from riwae.targets import DiagGaussian, GaussianMixtureTarget
 
 
 def identity_terms(log_joint: torch.Tensor, log_q: torch.Tensor):
@@ -50,6 +50,18 @@ def summarise_identity(
     }
 
 
+def chunked_identity_terms(draw, k: int, sample_sets: int, chunk_samples: int):
+    """``identity_terms`` for ``sample_sets`` independent sets of k draws, made in chunks of
+    at most ``chunk_samples`` draws by ``draw(k, sets)``, which returns log p(x, z) and
+    log q(z|x), ``[k, sets]`` each."""
+    sets_per_chunk = max(1, chunk_samples // k)
+    parts = [
+        identity_terms(*draw(k, min(sets_per_chunk, sample_sets - start)))
+        for start in range(0, sample_sets, sets_per_chunk)
+    ]
+    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+
+
 def sampled_identity_terms(
     target,
     proposal: DiagGaussian,
@@ -58,14 +70,14 @@ def sampled_identity_terms(
     generator: torch.Generator,
     chunk_samples: int = 2**20,
 ):
-    """``identity_terms`` for ``sample_sets`` independent sets of k draws from the proposal,
-    drawn in chunks of at most ``chunk_samples`` draws. ``target`` has ``log_joint(z)``."""
-    sets_per_chunk = max(1, chunk_samples // k)
-    parts = []
-    for start in range(0, sample_sets, sets_per_chunk):
-        z = proposal.sample((k, min(sets_per_chunk, sample_sets - start)), generator)
-        parts.append(identity_terms(target.log_joint(z), proposal.log_prob(z)))
-    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+    """``identity_terms`` for ``sample_sets`` independent sets of k draws from the proposal.
+    ``target`` has ``log_joint(z)``."""
+
+    def draw(k: int, sets: int):
+        z = proposal.sample((k, sets), generator)
+        return target.log_joint(z), proposal.log_prob(z)
+
+    return chunked_identity_terms(draw, k, sample_sets, chunk_samples)
 
 
 def synthetic_identity(
@@ -90,21 +102,27 @@ def model_identity(
     model, images: torch.Tensor, ks: list[int], sample_sets: int, tolerance: float, seed: int
 ) -> list[dict]:
     """The identity for a trained model, in float64, over ``sample_sets`` sample sets for
-    each of the ``images`` (binarised), pooled per k."""
+    each of the ``images`` (binarised), pooled per k. The sets are of the model's own
+    log-weights (``VAE.log_weights``), so q_IW is over the joint latent of all its layers."""
     model = model.double()
     generator = torch.Generator(device=images.device).manual_seed(seed)
+
+    def draws_for(x: torch.Tensor):
+        def draw(k: int, sets: int):
+            log_w, log_q, _ = model.log_weights(x.expand(sets, -1), k, generator)
+            return log_w + log_q, log_q
+
+        return draw
+
     rows = []
-    for k in ks:
-        per_image = []
-        for x in images.double():
-            posterior = ModelPosterior(model, x)
-            per_image.append(
-                sampled_identity_terms(
-                    posterior, posterior.proposal(), k, sample_sets, generator, chunk_samples=2**13
-                )
-            )
-        terms = (torch.cat(column) for column in zip(*per_image, strict=True))
-        rows.append(summarise_identity(k, *terms, tolerance))
+    with torch.no_grad():
+        for k in ks:
+            per_image = [
+                chunked_identity_terms(draws_for(x), k, sample_sets, chunk_samples=2**13)
+                for x in images.double()
+            ]
+            terms = (torch.cat(column) for column in zip(*per_image, strict=True))
+            rows.append(summarise_identity(k, *terms, tolerance))
     return rows
 
 

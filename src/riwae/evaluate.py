@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from riwae.bounds import log_weights, vae_bound
+from riwae.bounds import vae_bound
 from riwae.checks import mean_and_se
 from riwae.models import VAE
 
@@ -44,19 +44,28 @@ def iwae_estimate(
     chunk = max(1, (max_samples or chunk_rows(x.device)) // len(x))
     parts = []
     for start in range(0, k, chunk):
-        log_w, _, _ = log_weights(model.encoder, model.decoder, x, min(chunk, k - start), generator)
+        log_w, _, _ = model.log_weights(x, min(chunk, k - start), generator)
         parts.append(torch.logsumexp(log_w, 0))
     return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 
 
 @torch.no_grad()
 def active_units(model: VAE, x: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000):
-    """Burda et al.'s activity: the variance over data of each latent's posterior mean.
+    """Burda et al.'s activity, per stochastic layer: the variance over data of each unit's
+    posterior mean. A unit of layer l > 1 is taken at the mean of q(h_l | h_{l-1}) with
+    h_{l-1} at its own mean (Burda et al.'s code puts one draw of h_{l-1} there, which adds
+    that draw's noise to the variance).
 
-    Returns (number of dimensions with variance above ``threshold``, the variances)."""
-    means = torch.cat([model.encoder(batch)[0] for batch in x.split(batch_size)])
-    variances = means.double().var(0, correction=1)
-    return int((variances > threshold).sum()), variances
+    Returns (the number of units with variance above ``threshold``, and the variances), one
+    entry per layer."""
+    means: list[list[torch.Tensor]] = [[] for _ in range(model.arch.layers)]
+    for batch in x.split(batch_size):
+        h = batch
+        for layer, parts in enumerate(means):
+            h = model.encode(layer, h)[0]
+            parts.append(h)
+    variances = [torch.cat(parts).double().var(0, correction=1) for parts in means]
+    return [int((v > threshold).sum()) for v in variances], variances
 
 
 @torch.no_grad()
@@ -73,7 +82,7 @@ def evaluate_model(
     ``log_likelihood``: the k = ``ll_k`` IWAE estimate (Burda et al. use 5000);
     ``iwae_k{k}``: the IWAE bound at each k of ``bound_ks``; ``vae_bound``: the ELBO
     L_VAE[q], averaged over ``max(bound_ks)`` draws per image. Each with its standard error
-    over images.
+    over images. ``active_units``: of all stochastic layers; ``active_units_per_layer``.
     """
     # 100 images a batch on a CPU (as always); on a GPU as many as fill a chunk at ll_k.
     batch_size = batch_size or max(100, chunk_rows(x.device) // ll_k)
@@ -82,7 +91,7 @@ def evaluate_model(
     columns.update({f"iwae_k{k}": [] for k in bound_ks})
     for batch in x.split(batch_size):
         columns["log_likelihood"].append(iwae_estimate(model, batch, ll_k, generator))
-        log_w, _, _ = log_weights(model.encoder, model.decoder, batch, max(bound_ks), generator)
+        log_w, _, _ = model.log_weights(batch, max(bound_ks), generator)
         columns["vae_bound"].append(vae_bound(log_w))
         for k in bound_ks:
             columns[f"iwae_k{k}"].append(iwae_estimate(model, batch, k, generator))
@@ -91,7 +100,8 @@ def evaluate_model(
         result[name], result[f"{name}_se"] = mean_and_se(torch.cat(parts))
     # Per image, so that models evaluated on the same images can be compared pairwise.
     result["log_likelihood_per_image"] = torch.cat(columns["log_likelihood"]).tolist()
-    result["active_units"], variances = active_units(model, x)
-    result["latent_dim"] = model.latent_dim
-    result["posterior_mean_variances"] = variances.tolist()
+    counts, variances = active_units(model, x)
+    result["active_units"], result["active_units_per_layer"] = sum(counts), counts
+    result["latent_dim"], result["latent_dims"] = model.latent_dim, list(model.arch.latent_dims)
+    result["posterior_mean_variances"] = [v.tolist() for v in variances]
     return result

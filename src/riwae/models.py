@@ -1,28 +1,75 @@
-"""Gaussian encoder and Bernoulli decoder MLPs, with the architectures of the originals."""
+"""VAEs with one or more stochastic layers of Gaussian units above Bernoulli pixels, with the
+architectures of the originals, one by one (``VAE``) or stacked for group training
+(``StackedVAE``). Both compute draws and log-densities with the same code
+(``StochasticLayers``); a one-layer model is the case L = 1."""
 
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from riwae.bounds import (
+    bernoulli_log_likelihood,
+    gaussian_log_density,
+    standard_normal_log_density,
+)
+
 
 @dataclass(frozen=True)
 class Architecture:
+    """Stochastic layers h1 (next to the data x = h0), ..., hL: q(z|x) = q(h1|x) q(h2|h1) ...,
+    p(x, z) = p(hL) ... p(h1|h2) p(x|h1) with p(hL) = N(0, I). Every conditional is an MLP:
+    Gaussian (mean and a log-scale head) for the latents, Bernoulli logits for the pixels."""
+
     data_dim: int
-    hidden: tuple[int, ...]
-    latent_dim: int
+    latent_dims: tuple[int, ...]  # units of h1, ..., hL
+    encoder_hidden: tuple[tuple[int, ...], ...]  # hidden sizes of q(h1|x), q(h2|h1), ...
+    decoder_hidden: tuple[tuple[int, ...], ...]  # hidden sizes of p(x|h1), p(h1|h2), ...
     activation: type[nn.Module]
-    # The encoder's second output head is log std for burda1 (std = exp(output)) and
-    # log variance for cremer2d; logvar = logvar_scale * output covers both.
+    # The second output head of a Gaussian layer is log std for Burda et al.'s models
+    # (std = exp(output)) and log variance for cremer2d; logvar = logvar_scale * output.
     logvar_scale: float
+
+    @property
+    def layers(self) -> int:
+        return len(self.latent_dims)
+
+    @property
+    def latent_dim(self) -> int:
+        """Units of the joint latent z = (h1, ..., hL)."""
+        return sum(self.latent_dims)
+
+    def encoder_sizes(self, layer: int) -> list[int]:
+        """Layer sizes of q(h_{layer+1} | h_layer): mean and log-scale of each unit."""
+        units = (self.data_dim, *self.latent_dims)
+        return [units[layer], *self.encoder_hidden[layer], 2 * units[layer + 1]]
+
+    def decoder_sizes(self, layer: int) -> list[int]:
+        """Layer sizes of p(h_layer | h_{layer+1}): pixel logits for layer 0, else the mean
+        and log-scale of each unit."""
+        units = (self.data_dim, *self.latent_dims)
+        outputs = units[layer] if layer == 0 else 2 * units[layer]
+        return [units[layer + 1], *self.decoder_hidden[layer], outputs]
 
 
 ARCHITECTURES = {
     # The paper's 2D model (authors' code): softplus, Xavier-uniform weights, zero biases.
-    "cremer2d": Architecture(784, (200, 200), 2, nn.Softplus, 1.0),
+    "cremer2d": Architecture(784, (2,), ((200, 200),), ((200, 200),), nn.Softplus, 1.0),
     # Burda et al.'s one-stochastic-layer model: tanh, std = exp(linear output).
-    "burda1": Architecture(784, (200, 200), 50, nn.Tanh, 2.0),
+    "burda1": Architecture(784, (50,), ((200, 200),), ((200, 200),), nn.Tanh, 2.0),
+    # Their two-stochastic-layer model: q 784-200-200-(100+100), 100-100-100-(50+50);
+    # p 50-100-100-(100+100), 100-200-200-784. (Their code lists p's hidden sizes from the
+    # top, [[100, 100], [200, 200]]; here every list starts next to the data.)
+    "burda2": Architecture(
+        784, (100, 50), ((200, 200), (100, 100)), ((200, 200), (100, 100)), nn.Tanh, 2.0
+    ),
 }
+
+
+def architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; use one of {', '.join(ARCHITECTURES)}.")
+    return ARCHITECTURES[name]
 
 
 def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
@@ -34,52 +81,130 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class GaussianEncoder(nn.Module):
-    """q(z|x) = N(mean(x), diag(exp(logvar(x))))."""
+def gaussian_head(output: torch.Tensor, logvar_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """An MLP's output as the mean and log variance of a diagonal Gaussian."""
+    mean, log_scale = output.chunk(2, dim=-1)
+    return mean, logvar_scale * log_scale
 
-    def __init__(self, arch: Architecture):
+
+class GaussianMLP(nn.Module):
+    """N(mean(h), diag(exp(logvar(h)))): q(h_l | h_{l-1}), or p(h_l | h_{l+1}) for l >= 1."""
+
+    def __init__(self, sizes: list[int], activation: type[nn.Module], logvar_scale: float):
         super().__init__()
-        self.net = mlp([arch.data_dim, *arch.hidden, 2 * arch.latent_dim], arch.activation)
-        self.logvar_scale = arch.logvar_scale
+        self.net = mlp(sizes, activation)
+        self.logvar_scale = logvar_scale
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_scale = self.net(x).chunk(2, dim=-1)
-        return mean, self.logvar_scale * log_scale
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return gaussian_head(self.net(h), self.logvar_scale)
 
 
-class BernoulliDecoder(nn.Module):
-    """p(x|z) = Bernoulli(sigmoid(logits(z))) per pixel."""
+class BernoulliMLP(nn.Module):
+    """p(x|h1) = Bernoulli(sigmoid(logits(h1))) per pixel."""
 
-    def __init__(self, arch: Architecture):
+    def __init__(self, sizes: list[int], activation: type[nn.Module]):
         super().__init__()
-        self.net = mlp([arch.latent_dim, *arch.hidden, arch.data_dim], arch.activation)
+        self.net = mlp(sizes, activation)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
 
 
-class VAE(nn.Module):
-    """Encoder, decoder and standard normal prior of one named architecture."""
+def side_by_side(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Layers' tensors concatenated along the last dimension, broadcast over the others."""
+    if len(parts) == 1:
+        return parts[0]
+    shape = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
+    return torch.cat([part.expand(*shape, part.shape[-1]) for part in parts], dim=-1)
 
-    def __init__(self, arch_name: str):
-        super().__init__()
-        if arch_name not in ARCHITECTURES:
-            raise ValueError(
-                f"Unknown architecture {arch_name!r}; use one of {', '.join(ARCHITECTURES)}."
-            )
-        self.arch_name = arch_name
-        arch = ARCHITECTURES[arch_name]
-        self.encoder, self.decoder = GaussianEncoder(arch), BernoulliDecoder(arch)
+
+class StochasticLayers(nn.Module):
+    """Draws from q(z|x) and log p(x, z) of a stack of stochastic layers, given each layer's
+    networks: ``encode(l, h)``, the mean and log variance of q(h_{l+1} | h_l), and
+    ``decode(l, h)``, p(h_l | h_{l+1}) (pixel logits for l = 0, else mean and log variance).
+    Shared by a model (``VAE``) and M stacked models (``StackedVAE``, leading dim M)."""
+
+    arch_name: str
+
+    @property
+    def arch(self) -> Architecture:
+        return ARCHITECTURES[self.arch_name]
 
     @property
     def latent_dim(self) -> int:
-        return ARCHITECTURES[self.arch_name].latent_dim
+        return self.arch.latent_dim
+
+    def draw(self, x: torch.Tensor, eps: torch.Tensor):
+        """Draws z = (h1, ..., hL) from q(z|x), made from standard normal noise, and log p(x, z).
+
+        ``x``: ``[..., batch, pixels]``; ``eps``: ``[..., k, batch, latent_dim]``. Returns
+        ``(log_joint [..., k, batch], z [..., k, batch, latent_dim], mean, logvar)``: q's
+        mean and log variance of every unit given the layer below, so that
+        log q(z|x) = ``gaussian_log_density(z, mean, logvar)`` (broadcast over k for one layer).
+        """
+        h, latents, means, logvars = x, [], [], []
+        for layer, noise in enumerate(eps.split(self.arch.latent_dims, dim=-1)):
+            mean, logvar = self.encode(layer, h)
+            if layer == 0:  # q(h1|x) is the same for all k draws
+                mean, logvar = mean.unsqueeze(-3), logvar.unsqueeze(-3)
+            h = mean + torch.exp(0.5 * logvar) * noise
+            latents.append(h)
+            means.append(mean)
+            logvars.append(logvar)
+        log_joint = standard_normal_log_density(latents[-1])
+        for layer in range(len(latents) - 1, 0, -1):
+            log_joint = log_joint + gaussian_log_density(
+                latents[layer - 1], *self.decode(layer, latents[layer])
+            )
+        log_joint = log_joint + bernoulli_log_likelihood(
+            self.decode(0, latents[0]), x.unsqueeze(-3)
+        )
+        return log_joint, side_by_side(latents), side_by_side(means), side_by_side(logvars)
+
+
+class VAE(StochasticLayers):
+    """The networks and standard normal prior of one named architecture."""
+
+    def __init__(self, arch_name: str):
+        super().__init__()
+        arch = architecture(arch_name)
+        self.arch_name = arch_name
+
+        def gaussian(sizes):
+            return GaussianMLP(sizes, arch.activation, arch.logvar_scale)
+
+        # The first stochastic layer: q(h1|x) and p(x|h1); of a one-layer model, q(z|x), p(x|z).
+        self.encoder = gaussian(arch.encoder_sizes(0))
+        self.decoder = BernoulliMLP(arch.decoder_sizes(0), arch.activation)
+        # The layers above, l = 2..L: q(h_l | h_{l-1}) and p(h_{l-1} | h_l).
+        upper = range(1, arch.layers)
+        self.upper_encoders = nn.ModuleList(gaussian(arch.encoder_sizes(i)) for i in upper)
+        self.upper_decoders = nn.ModuleList(gaussian(arch.decoder_sizes(i)) for i in upper)
+
+    def encode(self, layer: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.encoder if layer == 0 else self.upper_encoders[layer - 1])(h)
+
+    def decode(self, layer: int, h: torch.Tensor):
+        return (self.decoder if layer == 0 else self.upper_decoders[layer - 1])(h)
+
+    def log_weights(
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log w = log p(x, z) - log q(z|x) for k draws z ~ q(z|x) per image ``x [batch,
+        pixels]``, z the joint latent of all layers. Returns ``(log_w, log_q, z)`` with shapes
+        ``[k, batch]``, ``[k, batch]``, ``[k, batch, latent_dim]``."""
+        eps = torch.randn(
+            (k, x.shape[0], self.latent_dim), generator=generator, device=x.device, dtype=x.dtype
+        )
+        log_joint, z, mean, logvar = self.draw(x, eps)
+        log_q = gaussian_log_density(z, mean, logvar)
+        return log_joint - log_q, log_q, z
 
     def initialise(
         self, generator: torch.Generator | None = None, mean_pixel: torch.Tensor | None = None
     ) -> "VAE":
         """Xavier-uniform weights and zero biases, as the originals; with ``mean_pixel``
-        (the mean training image), the decoder's output bias starts at its logit."""
+        (the mean training image), the pixel logits' bias starts at its logit."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight, generator=generator)
@@ -91,13 +216,11 @@ class VAE(nn.Module):
         return self
 
 
-def build_model(name: str, generator: torch.Generator | None = None):
-    """Encoder and decoder of a named architecture, Xavier-uniform weights and zero biases."""
-    model = VAE(name).initialise(generator)
-    return model.encoder, model.decoder
+def linears(module: nn.Module) -> list[nn.Linear]:
+    return [layer for layer in module.net if isinstance(layer, nn.Linear)]
 
 
-class StackedVAE(nn.Module):
+class StackedVAE(StochasticLayers):
     """M models of one architecture as one network: every layer's weights stacked ``[M, ...]``
     and applied with batched matrix products, so M models take one forward, one backward and
     one optimizer step. Member m computes exactly what ``VAE`` m computes."""
@@ -108,55 +231,64 @@ class StackedVAE(nn.Module):
         if len(names) != 1:
             raise ValueError(f"A stack holds models of one architecture, not {sorted(names)}.")
         self.arch_name = names.pop()
-        arch = ARCHITECTURES[self.arch_name]
-        self.activation, self.logvar_scale = arch.activation(), arch.logvar_scale
-        self.encoder_layers = self._stack([m.encoder.net for m in members])
-        self.decoder_layers = self._stack([m.decoder.net for m in members])
+        self.activation = self.arch.activation()
+        # Named as the VAE's networks: encoder_layers stacks the members' encoder, and so on.
+        self.encoder_layers = self._stack([m.encoder for m in members])
+        self.decoder_layers = self._stack([m.decoder for m in members])
+        upper = range(self.arch.layers - 1)
+        self.upper_encoder_layers = nn.ModuleList(
+            self._stack([m.upper_encoders[i] for m in members]) for i in upper
+        )
+        self.upper_decoder_layers = nn.ModuleList(
+            self._stack([m.upper_decoders[i] for m in members]) for i in upper
+        )
 
     @staticmethod
-    def _stack(nets: list[nn.Sequential]) -> nn.ParameterList:
+    def _stack(networks: list[nn.Module]) -> nn.ParameterList:
         """[weight, bias, weight, bias, ...]: weight ``[M, out, in]``, bias ``[M, 1, out]``."""
-        linears = [[layer for layer in net if isinstance(layer, nn.Linear)] for net in nets]
         params = []
-        for layers in zip(*linears, strict=True):
+        for layers in zip(*(linears(network) for network in networks), strict=True):
             params.append(nn.Parameter(torch.stack([layer.weight.detach() for layer in layers])))
             params.append(
                 nn.Parameter(torch.stack([layer.bias.detach()[None] for layer in layers]))
             )
         return nn.ParameterList(params)
 
+    def _encoders(self) -> list[nn.ParameterList]:
+        return [self.encoder_layers, *self.upper_encoder_layers]
+
+    def _decoders(self) -> list[nn.ParameterList]:
+        return [self.decoder_layers, *self.upper_decoder_layers]
+
     def __len__(self) -> int:
         return self.encoder_layers[0].shape[0]
 
     def _mlp(self, layers: nn.ParameterList, h: torch.Tensor) -> torch.Tensor:
-        """``h``: ``[M, rows, in]`` -> ``[M, rows, out]``."""
+        """``h``: ``[M, ..., in]`` -> ``[M, ..., out]``."""
+        out = h.reshape(h.shape[0], -1, h.shape[-1])
         count = len(layers) // 2
         for i in range(count):
-            h = torch.baddbmm(layers[2 * i + 1], h, layers[2 * i].transpose(1, 2))
+            out = torch.baddbmm(layers[2 * i + 1], out, layers[2 * i].transpose(1, 2))
             if i < count - 1:
-                h = self.activation(h)
-        return h
+                out = self.activation(out)
+        return out.reshape(*h.shape[:-1], -1)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x``: ``[M, batch, pixels]`` -> mean and logvar, ``[M, batch, latent]`` each."""
-        mean, log_scale = self._mlp(self.encoder_layers, x).chunk(2, dim=-1)
-        return mean, self.logvar_scale * log_scale
+    def encode(self, layer: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return gaussian_head(self._mlp(self._encoders()[layer], h), self.arch.logvar_scale)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``z``: ``[M, ..., latent]`` -> Bernoulli logits ``[M, ..., pixels]``."""
-        flat = z.reshape(z.shape[0], -1, z.shape[-1])
-        return self._mlp(self.decoder_layers, flat).reshape(*z.shape[:-1], -1)
+    def decode(self, layer: int, h: torch.Tensor):
+        output = self._mlp(self._decoders()[layer], h)
+        return output if layer == 0 else gaussian_head(output, self.arch.logvar_scale)
 
     def member(self, m: int) -> VAE:
         """Member ``m`` as a plain ``VAE`` (a copy of its weights)."""
         model = VAE(self.arch_name).to(self.encoder_layers[0].device)
-        for net, layers in (
-            (model.encoder.net, self.encoder_layers),
-            (model.decoder.net, self.decoder_layers),
-        ):
-            linears = [layer for layer in net if isinstance(layer, nn.Linear)]
-            with torch.no_grad():
-                for i, linear in enumerate(linears):
+        networks = [model.encoder, *model.upper_encoders, model.decoder, *model.upper_decoders]
+        with torch.no_grad():
+            for network, layers in zip(
+                networks, [*self._encoders(), *self._decoders()], strict=True
+            ):
+                for i, linear in enumerate(linears(network)):
                     linear.weight.copy_(layers[2 * i][m])
                     linear.bias.copy_(layers[2 * i + 1][m, 0])
         return model

@@ -2,7 +2,7 @@
 
 import torch
 
-from riwae.bounds import bernoulli_log_likelihood, log_weights, sample_gaussian
+from riwae.bounds import bernoulli_log_likelihood, sample_gaussian
 from riwae.checks import mean_and_se
 from riwae.models import VAE
 from riwae.qiw import sir_sample
@@ -14,7 +14,7 @@ def q_and_qiw_draws(model: VAE, x: torch.Tensor, draws: int, k: int, generator):
     resample from k fresh q draws (Algorithm 1). Shapes ``[draws, batch, dim]``."""
     mean, logvar = model.encoder(x)
     z_q = sample_gaussian(mean, logvar, draws, generator)
-    log_w, _, z = log_weights(model.encoder, model.decoder, x, draws * k, generator)
+    log_w, _, z = model.log_weights(x, draws * k, generator)
     batch, dim = x.shape[0], z.shape[-1]
     # [draws * k, batch] -> [k, draws * batch]: one independent set of k per (draw, image).
     log_w = log_w.view(draws, k, batch).transpose(0, 1).reshape(k, draws * batch)

@@ -19,15 +19,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from riwae.bounds import (
-    ESTIMATORS,
-    bernoulli_log_likelihood,
-    bounds_and_surrogate,
-    standard_normal_log_density,
-)
+from riwae.bounds import ESTIMATORS, bounds_and_surrogate
 from riwae.data import BinarizedMNIST
 from riwae.io import atomic_path
-from riwae.models import VAE, StackedVAE
+from riwae.models import VAE, StackedVAE, architecture
 from riwae.optim import make_optimizer
 
 log = logging.getLogger("riwae")
@@ -102,6 +97,8 @@ class Group:
         self.max_k = max(self.ks)
         self.k = torch.tensor(self.ks, device=device)
         self.iwae = torch.tensor([s.objective == "iwae" for s in members], device=device)
+        for s in members:
+            check_estimator(s.arch, s.estimator)
         self.estimator = torch.tensor([ESTIMATORS[s.estimator] for s in members], device=device)
 
     def bounds(self, stack: StackedVAE, x: torch.Tensor, generators):
@@ -110,19 +107,25 @@ class Group:
 
         ``x``: ``[M, batch, pixels]``; returns two ``[M, batch]`` tensors. Members with
         k < max_k get zero noise for the padding draws, which the bounds leave out."""
-        mean, logvar = stack.encode(x)
-        shape = mean.shape[1:]
+        shape = (x.shape[1], stack.latent_dim)
         eps = torch.zeros((len(self.ks), self.max_k, *shape), device=x.device, dtype=x.dtype)
         for m, (k, generator) in enumerate(zip(self.ks, generators, strict=True)):
             eps[m, :k] = torch.randn(
                 (k, *shape), generator=generator, device=x.device, dtype=x.dtype
             )
-        mean, logvar = mean[:, None], logvar[:, None]
-        z = mean + torch.exp(0.5 * logvar) * eps
-        log_joint = standard_normal_log_density(z) + bernoulli_log_likelihood(
-            stack.decode(z), x[:, None]
-        )
+        log_joint, z, mean, logvar = stack.draw(x, eps)
         return bounds_and_surrogate(log_joint, z, mean, logvar, self.k, self.iwae, self.estimator)
+
+
+def check_estimator(arch: str, estimator: str) -> None:
+    """STL and DReG hold q's parameters fixed in log q(z|x) by detaching q's mean and log
+    variance (``bounds_and_surrogate``); with more than one stochastic layer that would also
+    cut h1 out of q(h2|h1), a wrong gradient, so they are refused there."""
+    if estimator != "reparam" and architecture(arch).layers > 1:
+        raise ValueError(
+            f"Estimator {estimator} is implemented for one stochastic layer only, and {arch} "
+            f"has {architecture(arch).layers}; use estimator: reparam for {arch} models."
+        )
 
 
 def model_name(spec: dict) -> str:

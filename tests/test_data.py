@@ -28,7 +28,7 @@ def tiny_images() -> np.ndarray:
 def test_verify_arrays_names_array_and_both_hashes():
     arrays = {name: np.zeros(shape, np.uint8) for name, shape in ARRAY_SHAPES.items()}
     with pytest.raises(DataError) as error:
-        verify_arrays(arrays, "a test")
+        verify_arrays(arrays, "a test", "fetch again.")
     message = str(error.value)
     assert "train_images" in message and ARRAY_SHA256["train_images"] in message
     assert array_sha256(arrays["train_images"]) in message
@@ -39,7 +39,7 @@ def test_verify_arrays_rejects_wrong_shape():
     arrays = {name: np.zeros(shape, np.uint8) for name, shape in ARRAY_SHAPES.items()}
     arrays["test_images"] = np.zeros((10, 784), np.uint8)
     with pytest.raises(DataError, match="test_images"):
-        verify_arrays(arrays, "a test")
+        verify_arrays(arrays, "a test", "fetch again.")
 
 
 def test_corrupt_download_is_reported_with_expected_and_actual_hash(tmp_path):

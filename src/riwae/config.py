@@ -1,6 +1,24 @@
-"""Turning config validation errors into one sentence a user can act on."""
+"""Checking a config before any work starts; every problem is one sentence a user can act on.
+
+The JSON schema checks each value on its own (``validation_sentence`` words its errors);
+``check_values`` checks what the schema cannot: finiteness, schedules that train nothing,
+and work whose memory would exceed the machine. ``check_config_files`` names a config file
+that is missing or not valid YAML (Snakemake reads them before the workflow starts).
+"""
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config value that would fail or mislead; the message says which and what to do."""
 
 
 def location(path) -> str:
@@ -20,6 +38,8 @@ def validation_sentence(error) -> str:
     elif error.validator == "enum":
         choices = ", ".join(repr(c) for c in error.validator_value)
         what = f"{error.instance!r} is not one of {choices}"
+    elif error.validator == "pattern" and "description" in error.schema:
+        what = f"{error.instance!r} is not allowed: it must be {error.schema['description']}"
     else:
         what = error.message
     return (
@@ -44,10 +64,6 @@ def merge(base: dict, delta: dict) -> dict:
 
 def load_config(path, root=".") -> dict:
     """A config file as the pipeline sees it: config/config.yaml first, then ``path`` over it."""
-    from pathlib import Path
-
-    import yaml
-
     root = Path(root)
     with open(root / DEFAULT_CONFIG) as f:
         config = yaml.safe_load(f) or {}
@@ -55,3 +71,184 @@ def load_config(path, root=".") -> dict:
         with open(root / path if not Path(path).is_absolute() else path) as f:
             config = merge(config, yaml.safe_load(f) or {})
     return config
+
+
+def finite_numbers_problem(value, path=()) -> str | None:
+    """The first number in ``value`` (nested dicts and lists) that is NaN or infinite,
+    as a sentence; the schema's bounds do not catch them (NaN compares false to any bound)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"Invalid config at {location(path)}: {value} is not a finite number; use one."
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return None
+    for key, child in children:
+        problem = finite_numbers_problem(child, (*path, key))
+        if problem:
+            return problem
+    return None
+
+
+# Peak memory of decoding, per decoded row: about 4.4 x 784 values were measured (a training
+# step, evaluation, a model's posterior on a grid); 5 x 784 leaves a margin.
+VALUES_PER_ROW = 5 * 784
+SYNTHETIC_WIDTH = 16  # the synthetic targets: a few mixture components of 2D Gaussians
+FLOAT32, FLOAT64 = 4, 8
+
+
+class MemoryNeed(NamedTuple):
+    where: str  # the config value that sets it
+    what: str
+    bytes: int  # rows x width x bytes per value
+    on_device: bool  # on the training device (else on the CPU)
+    lower: str  # what to lower
+
+
+def memory_needs(config: dict) -> list[MemoryNeed]:
+    """The largest tensor of each stage, as rows x width x bytes per value.
+
+    Rough: only what grows with config values is counted; the modules' fixed sizes (100
+    images per evaluation batch, 500 per reconstruction batch, 2^13 draws per chunk) are
+    floors that no config reaches the machine's memory with."""
+    needs = []
+    for i, spec in enumerate(config["models"]):
+        arch, k = spec["arch"], spec["k"]
+        rows = k * config["training"][arch]["batch_size"]
+        needs.append(
+            MemoryNeed(
+                f"models[{i}].k",
+                f"training {arch} at k = {k} (k x batch_size = {rows} rows)",
+                rows * VALUES_PER_ROW * FLOAT32,
+                True,
+                f"models[{i}].k or training.{arch}.batch_size",
+            )
+        )
+    k = max(config["evaluation"]["bound_k"])
+    needs.append(
+        MemoryNeed(
+            "evaluation.bound_k",
+            f"evaluation at k = {k}",
+            k * 100 * VALUES_PER_ROW * FLOAT32,
+            True,
+            "evaluation.bound_k",
+        )
+    )
+    for stage in ("identity", "marginal"):
+        k = max(config[stage]["k"])
+        bytes_ = k * VALUES_PER_ROW * FLOAT64
+        needs.append(MemoryNeed(f"{stage}.k", f"{stage} at k = {k}", bytes_, False, f"{stage}.k"))
+    for where in ("marginal.grid_size", "figures.posterior_grid_size"):
+        section, key = where.split(".")
+        size = config[section][key]
+        what = f"a model's posterior on a grid of {size} x {size} points"
+        needs.append(MemoryNeed(where, what, size**2 * VALUES_PER_ROW * FLOAT64, False, where))
+    figures = config["figures"]
+    k = figures["reconstruction_k"]
+    rows = k * max(
+        figures["metric_draws"] * 500,
+        figures["reconstruction_draws"] * figures["reconstruction_digits"],
+    )
+    what = f"reconstruction from {k} proposals per draw"
+    where = "figures.reconstruction_k"
+    needs.append(MemoryNeed(where, what, rows * VALUES_PER_ROW * FLOAT32, False, where))
+    posterior = config["posterior"]
+    k = max(posterior["figure_k"] + posterior["distance_k"])
+    where = "posterior.distance_k" if k in posterior["distance_k"] else "posterior.figure_k"
+    width = SYNTHETIC_WIDTH + posterior["sample_sets"]  # and the [sample_sets, k] weights
+    what = f"q_IW of the synthetic target at k = {k}"
+    needs.append(MemoryNeed(where, what, k * width * FLOAT64, False, where))
+    appendix = config["appendix"]
+    k = max(appendix["k"])
+    rows = k * max(appendix["draws"], appendix["sample_sets"])
+    what = f"the 1D appendix at k = {k}"
+    needs.append(
+        MemoryNeed("appendix.k", what, rows * SYNTHETIC_WIDTH * FLOAT64, False, "appendix.k")
+    )
+    return needs
+
+
+def machine_memory() -> int:
+    """Bytes of memory of this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def gpu_memory() -> int:
+    """Bytes of memory of the first CUDA device."""
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory
+
+
+def check_values(config: dict, memory: int, gpu: int | None = None) -> None:
+    """Raise ``ConfigError`` for what the schema cannot see: a non-finite number, a schedule
+    that trains nothing, or work needing more than ``memory`` bytes (``gpu`` bytes for
+    training and evaluation when they run on a GPU)."""
+    problem = finite_numbers_problem(config)
+    if problem:
+        raise ConfigError(problem)
+    for arch, settings in config["training"].items():
+        count = {"constant": "epochs", "burda": "stages"}[settings["schedule"]]
+        if settings[count] == 0:
+            raise ConfigError(
+                f"Invalid config at training.{arch}.{count}: 0 {count} with schedule: "
+                f"{settings['schedule']} trains nothing; set {count} to 1 or more."
+            )
+    for need in memory_needs(config):
+        on_gpu = need.on_device and gpu is not None
+        limit, machine = (gpu, "this machine's GPU") if on_gpu else (memory, "this machine")
+        if need.bytes > limit:
+            raise ConfigError(
+                f"Invalid config at {need.where}: {need.what} needs about "
+                f"{need.bytes / 1e9:.3g} GB of memory, more than the {limit / 1e9:.3g} GB of "
+                f"{machine}; lower {need.lower}."
+            )
+
+
+def check_config_files(paths) -> None:
+    """Raise ``ConfigError`` naming the first config file that is missing or not valid YAML."""
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ConfigError(
+                f"Config file {path} cannot be read ({error.strerror}); check the path given "
+                f"to --configfile."
+            ) from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or "syntax error"
+            raise ConfigError(
+                f"Config file {path} is not valid YAML{where} ({problem}); fix it there."
+            ) from None
+        if not isinstance(loaded, dict | None):
+            raise ConfigError(f"Config file {path} must hold keys and values at its top level.")
+
+
+def configfile_arguments(args: list[str]) -> list[str]:
+    """The config files a Snakemake command line names (``--configfile=a`` takes one file,
+    ``--configfile a b`` every word up to the next option), as Snakemake reads them."""
+    files, taking = [], False
+    for arg in args:
+        name, _, value = arg.partition("=")
+        if name in ("--configfile", "--configfiles"):
+            taking = not value
+            files += [value] if value else []
+        elif arg.startswith("-"):
+            taking = False
+        elif taking:
+            files.append(arg)
+    return files
+
+
+if __name__ == "__main__":
+    # `python -m riwae.config <snakemake arguments>`: check the config files before Snakemake
+    # reads them (it would say only that "a config file" is not valid YAML).
+    try:
+        check_config_files([DEFAULT_CONFIG, *configfile_arguments(sys.argv[1:])])
+    except ConfigError as error:
+        sys.exit(str(error))

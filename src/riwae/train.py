@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from riwae.bounds import ESTIMATORS, bounds_and_surrogate
 from riwae.data import BinarizedMNIST
-from riwae.io import atomic_path
+from riwae.io import DataError, load_torch, save_torch, set_aside
 from riwae.models import VAE, StackedVAE, architecture
 from riwae.optim import make_optimizer
 
@@ -192,25 +192,18 @@ def heldout_bounds(
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict | None:
-    """The checkpoint at ``path`` when it belongs to this group; a damaged one is set aside."""
+    """The checkpoint at ``path`` when it belongs to this group. A damaged one (truncated,
+    altered, or not plain data) is set aside and training starts from scratch."""
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # a truncated or damaged file: start again rather than stop
-        aside = path.with_name(path.name + ".damaged")
-        path.replace(aside)
-        log.warning(
-            "checkpoint %s could not be read (%s); moved it to %s and starting from scratch",
-            path,
-            error,
-            aside,
-        )
+        state = load_torch(path, device, fix="training sets it aside and starts from scratch")
+    except DataError as error:
+        log.warning("%s (set aside as %s)", error, set_aside(path))
         return None
     if state.get("fingerprint") != fingerprint:
         log.info("checkpoint %s is of other settings; starting from scratch", path)
@@ -320,7 +313,7 @@ def train_group(
         save_checkpoint(
             checkpoint_path,
             fingerprint=fingerprint,
-            model=stack.state_dict(),
+            model=dict(stack.state_dict()),
             optimizer=optimizer.state_dict(),
             generators=[g.get_state() for g in generators],
             histories=histories,
@@ -340,20 +333,20 @@ def train_model(settings: TrainSettings, *args, **kwargs) -> tuple[VAE, pd.DataF
 
 
 def save_model(path: str | Path, model: VAE, settings: TrainSettings, device: torch.device):
-    with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "arch": model.arch_name,
-                "settings": asdict(settings),
-                "device": str(device),
-                "model": model.state_dict(),
-            },
-            tmp,
-        )
+    # Plain content only (tensors, strings, numbers, dicts), so it loads with weights_only.
+    save_torch(
+        path,
+        {
+            "arch": model.arch_name,
+            "settings": asdict(settings),
+            "device": str(device),
+            "model": dict(model.state_dict()),
+        },
+    )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_torch(path, device, fix="delete it and run snakemake again to retrain the model")
     model = VAE(state["arch"]).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state

@@ -6,7 +6,13 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from riwae.config import validation_sentence
+from riwae.config import (
+    ConfigError,
+    check_values,
+    gpu_memory,
+    machine_memory,
+    validation_sentence,
+)
 from riwae.train import check_estimator, group_models, model_name
 
 
@@ -33,7 +39,8 @@ except WorkflowError as error:
         raise
     raise WorkflowError(validation_sentence(cause)) from None
 
-# Every artifact of a run lives under results/<run>/.
+# Every artifact of a run lives under results/<run>/; the schema keeps <run> one folder
+# name (no path separator, not '.' or '..'), so nothing is written outside it.
 RUN = f"results/{config['run']}"
 
 
@@ -87,6 +94,13 @@ GROUPS = group_models(
 # GPU jobs declare gpu=1, so `--resources gpu=1` keeps them one at a time on one GPU;
 # on the CPU they declare none and run side by side.
 GPU_JOBS = 1 if uses_gpu(config["device"]) else 0
+
+# What the schema cannot see (non-finite numbers, schedules that train nothing, work that
+# would not fit in memory), refused before any job starts.
+try:
+    check_values(config, machine_memory(), gpu_memory() if GPU_JOBS else None)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 def make_report(path):

@@ -1,7 +1,5 @@
-import numpy as np
-
 from riwae.appendix import appendix_arrays
-from riwae.io import atomic_path, start_log
+from riwae.io import start_log, write_npz
 
 log = start_log(snakemake.log[0])
 settings = snakemake.params.appendix
@@ -13,7 +11,6 @@ arrays = appendix_arrays(
     settings["draws"],
     snakemake.params.seed,
 )
-with atomic_path(snakemake.output[0]) as tmp:
-    np.savez(tmp, **arrays)
+write_npz(snakemake.output[0], arrays)
 for key in sorted(k for k in arrays if k.endswith("_q")):
     log.info("%s: mean %.3f, log-variance %.3f", key, *arrays[key])

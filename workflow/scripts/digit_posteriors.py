@@ -1,8 +1,7 @@
-import numpy as np
 import torch
 
 from riwae.data import BinarizedMNIST, chosen_images, load_mnist
-from riwae.io import atomic_path, start_log
+from riwae.io import start_log, write_npz
 from riwae.posterior import digit_posterior_arrays, flatten_digits
 from riwae.train import load_model
 
@@ -23,6 +22,5 @@ digits = digit_posterior_arrays(
     settings["posterior_sample_sets"],
     torch.Generator().manual_seed(seed),
 )
-with atomic_path(snakemake.output[0]) as tmp:
-    np.savez(tmp, **flatten_digits(digits))
+write_npz(snakemake.output[0], flatten_digits(digits))
 log.info("posteriors of test images %s on their grids", indices)

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from riwae.data import BinarizedMNIST, load_mnist
-from riwae.io import atomic_path, start_log
+from riwae.io import start_log, write_npz
 from riwae.reconstruct import decode_means
 from riwae.train import load_model
 
@@ -19,12 +19,13 @@ size = snakemake.params.figures["manifold_size"]
 z1 = np.linspace(low[0], high[0], size)
 z2 = np.linspace(high[1], low[1], size)  # top row at high z_2, as the scatter plot shows it
 grid = torch.tensor(np.stack(np.meshgrid(z1, z2), axis=-1), dtype=torch.float32)
-with atomic_path(snakemake.output[0]) as tmp:
-    np.savez(
-        tmp,
-        means=means,
-        labels=data["test_labels"],
-        manifold=decode_means(model, grid).numpy(),
-        extent=np.array([low[0], high[0], low[1], high[1]]),
-    )
+write_npz(
+    snakemake.output[0],
+    {
+        "means": means,
+        "labels": data["test_labels"],
+        "manifold": decode_means(model, grid).numpy(),
+        "extent": np.array([low[0], high[0], low[1], high[1]]),
+    },
+)
 log.info("latent region %s to %s", low, high)

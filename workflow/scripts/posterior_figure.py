@@ -1,11 +1,8 @@
-import numpy as np
-
-from riwae.io import start_log
+from riwae.io import read_npz, start_log
 from riwae.plots import posterior_panels, save_figure
 
 log = start_log(snakemake.log[0])
-with np.load(snakemake.input.arrays) as stored:
-    arrays = dict(stored)
+arrays = read_npz(snakemake.input.arrays)
 figure = posterior_panels(arrays, snakemake.params.figure_k, snakemake.params.style)
 save_figure(figure, [snakemake.output.png, snakemake.output.pdf])
 log.info("wrote %s and %s", snakemake.output.png, snakemake.output.pdf)

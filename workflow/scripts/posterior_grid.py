@@ -1,7 +1,5 @@
-import numpy as np
-
 from riwae.grid import square_grid
-from riwae.io import atomic_path, start_log, write_csv
+from riwae.io import start_log, write_csv, write_npz
 from riwae.posterior import synthetic_posterior
 from riwae.targets import cremer2d_target
 
@@ -19,6 +17,5 @@ arrays, distances = synthetic_posterior(
     snakemake.params.seed,
 )
 log.info("q_IW against the true posterior on the grid:\n%s", distances.to_string(index=False))
-with atomic_path(snakemake.output.arrays) as tmp:
-    np.savez(tmp, **arrays)
+write_npz(snakemake.output.arrays, arrays)
 write_csv(snakemake.output.distances, distances)

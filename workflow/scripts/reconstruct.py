@@ -3,7 +3,7 @@ import pandas as pd
 import torch
 
 from riwae.data import BinarizedMNIST, chosen_images, load_mnist
-from riwae.io import atomic_path, start_log, write_csv
+from riwae.io import start_log, write_csv, write_npz
 from riwae.reconstruct import decode_means, q_and_qiw_draws, reconstruction_metric
 from riwae.train import load_model
 
@@ -33,5 +33,4 @@ for name, path in zip(snakemake.params.models, snakemake.input.models, strict=Tr
 table = pd.DataFrame(rows)
 log.info("reconstruction metric over the test set:\n%s", table.to_string(index=False))
 write_csv(snakemake.output.metric, table)
-with atomic_path(snakemake.output.arrays) as tmp:
-    np.savez(tmp, **arrays)
+write_npz(snakemake.output.arrays, arrays)

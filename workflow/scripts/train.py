@@ -1,10 +1,9 @@
 import sys
-from pathlib import Path
 
 import torch
 
 from riwae.data import load_mnist
-from riwae.io import start_log, write_csv
+from riwae.io import delete_torch, start_log, write_csv
 from riwae.train import TrainingError, TrainSettings, resolve_device, save_model, train_group
 
 log = start_log(snakemake.log[0])
@@ -28,4 +27,4 @@ for i, (settings, model, history) in enumerate(zip(members, models, histories, s
     write_csv(snakemake.output.histories[i], history)
     write_csv(snakemake.output.timings[i], timing)
     save_model(snakemake.output.models[i], model, settings, device)
-Path(snakemake.params.checkpoint).unlink()  # the finished models replace the checkpoint
+delete_torch(snakemake.params.checkpoint)  # the finished models replace the checkpoint

@@ -1,0 +1,466 @@
+"""Files are data, never code; damaged files and bad values stop with one sentence; a run
+stays in its folder; identical runs give identical artifacts."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, copy_workflow, snakemake
+from riwae.config import (
+    ConfigError,
+    check_config_files,
+    check_values,
+    configfile_arguments,
+    load_config,
+)
+from riwae.data import load_mnist
+from riwae.io import (
+    DataError,
+    delete_torch,
+    load_torch,
+    read_npz,
+    recorded_sha256_path,
+    save_torch,
+    set_aside,
+    sha256_file,
+    write_npz,
+)
+from riwae.models import VAE
+from riwae.plots import save_figure
+from riwae.provenance import is_timing
+from riwae.train import TrainSettings, load_model, save_model, train_model
+
+SMOKE = "results/smoke"
+
+
+class Payload:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def plant(path: Path, marker: Path, forge_hash: bool) -> None:
+    """A torch file whose pickle would run code, as a hostile or careless hand could leave
+    it in a run folder; with ``forge_hash`` its recorded SHA-256 matches too."""
+    torch.save({"model": Payload(marker), "device": "cpu"}, path)
+    if forge_hash:
+        recorded_sha256_path(path).write_text(f"{sha256_file(path)}  {path.name}\n")
+
+
+def one_sentence(message: str, *parts: str) -> bool:
+    return "\n" not in message and message.endswith(".") and all(p in message for p in parts)
+
+
+def damage(path: Path, how: str) -> None:
+    """Damage a file in place, keeping its modification time (so Snakemake sees no change)."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "emptied":
+        data = bytearray()
+    elif how == "flipped":
+        data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, (stat.st_atime, stat.st_mtime))
+
+
+def smoke_config() -> dict:
+    return yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+
+
+# Torch files -------------------------------------------------------------------------------
+
+
+def test_save_torch_writes_the_same_bytes_and_records_their_hash(tmp_path):
+    state = {"weights": torch.arange(6.0).reshape(2, 3), "name": "m", "epochs": [1, 2.5]}
+    save_torch(tmp_path / "a" / "model.pt", state)
+    save_torch(tmp_path / "b" / "model.pt", state)
+    first = (tmp_path / "a" / "model.pt").read_bytes()
+    assert first == (tmp_path / "b" / "model.pt").read_bytes()
+    assert b".model" not in first and str(tmp_path).encode() not in first  # no temporary name
+    record = (tmp_path / "a" / "model.pt.sha256").read_text()
+    assert record == f"{sha256_file(tmp_path / 'a' / 'model.pt')}  model.pt\n"
+    loaded = load_torch(tmp_path / "a" / "model.pt")
+    assert torch.equal(loaded["weights"], state["weights"]) and loaded["epochs"] == [1, 2.5]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["model.pt", "model.pt.sha256"]
+
+
+@pytest.mark.parametrize("how", ["missing", "emptied", "truncated", "flipped", "no hash"])
+def test_damaged_torch_file_stops_with_one_sentence(tmp_path, how):
+    path = tmp_path / "checkpoint.pt"
+    save_torch(path, {"weights": torch.randn(50, 50)})
+    if how == "missing":
+        delete_torch(path)
+    elif how == "no hash":
+        recorded_sha256_path(path).unlink()
+    else:
+        damage(path, how)
+    with pytest.raises(DataError) as error:
+        load_torch(path, fix="rerun `snakemake --forcerun train`")
+    assert one_sentence(str(error.value), str(path), "; rerun `snakemake --forcerun train`.")
+
+
+@pytest.mark.parametrize("name", ["model.pt", "checkpoint.pt"])
+@pytest.mark.parametrize("forge_hash", [False, True])
+def test_planted_pickle_is_never_run(tmp_path, name, forge_hash):
+    path, marker = tmp_path / name, tmp_path / "code-ran"
+    plant(path, marker, forge_hash)
+    with pytest.raises(DataError) as error:
+        load_torch(path)
+    assert one_sentence(str(error.value), str(path))
+    assert not marker.exists()
+    # The plant is live: loading it the old way runs the command.
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_planted_model_file_is_refused_by_load_model(tmp_path):
+    path, marker = tmp_path / "model.pt", tmp_path / "code-ran"
+    plant(path, marker, forge_hash=True)
+    with pytest.raises(DataError) as error:
+        load_model(path)
+    assert one_sentence(str(error.value), str(path), "retrain the model")
+    assert not marker.exists()
+
+
+def test_planted_checkpoint_is_set_aside_and_training_starts_afresh(tmp_path, caplog):
+    """A checkpoint whose pickle would run code, even with a forged hash, is never run:
+    training says so in the log, sets it aside and trains from scratch."""
+    from test_train import settings, synthetic_images
+
+    images = synthetic_images(300)
+    path, marker = tmp_path / "checkpoint.pt", tmp_path / "code-ran"
+    plant(path, marker, forge_hash=True)
+    torch.set_default_dtype(torch.float32)  # training runs in float32, as in the pipeline
+    try:
+        with caplog.at_level("INFO", logger="riwae"):
+            _, history = train_model(
+                settings(epochs=1, train_images=200),
+                images,
+                images[200:],
+                torch.device("cpu"),
+                path,
+                progress=False,
+            )
+    finally:
+        torch.set_default_dtype(torch.float64)
+    assert not marker.exists()
+    assert list(history.epoch) == [1]
+    assert (tmp_path / "checkpoint.pt.damaged").exists()
+    assert str(path) in caplog.text and "sets it aside and starts from scratch" in caplog.text
+
+
+def test_saved_model_is_plain_data_and_loads_back(tmp_path):
+    model = VAE("cremer2d")
+    settings = TrainSettings(
+        arch="cremer2d",
+        objective="iwae",
+        k=5,
+        batch_size=10,
+        lr=1e-3,
+        adam_eps=1e-4,
+        schedule="constant",
+        epochs=1,
+        stages=0,
+        seed=0,
+        train_images=10,
+        heldout_images=10,
+    )
+    save_model(tmp_path / "model.pt", model, settings, torch.device("cpu"))
+    torch.load(tmp_path / "model.pt", weights_only=True)  # no code needed to read it
+    loaded, state = load_model(tmp_path / "model.pt")
+    assert state["settings"]["k"] == 5 and state["device"] == "cpu"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+
+
+def test_set_aside_moves_the_file_and_its_hash(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_torch(path, {"epoch": 3})
+    aside = set_aside(path)
+    assert not path.exists() and not recorded_sha256_path(path).exists()
+    assert load_torch(aside) == {"epoch": 3}
+
+
+# Arrays and figures ------------------------------------------------------------------------
+
+
+def test_npz_files_hold_no_time_of_writing(tmp_path):
+    arrays = {"a": np.arange(12.0).reshape(3, 4), "d0/labels": np.array([1, 2], np.uint8)}
+    write_npz(tmp_path / "one.npz", arrays)
+    write_npz(tmp_path / "two.npz", arrays)
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "one.npz") as archive:
+        assert {member.date_time for member in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    with np.load(tmp_path / "one.npz") as stored:  # readable by plain numpy
+        assert stored.files == ["a", "d0/labels"] and np.array_equal(stored["a"], arrays["a"])
+
+
+@pytest.mark.parametrize("how", ["emptied", "truncated", "flipped"])
+def test_damaged_npz_stops_with_one_sentence(tmp_path, how):
+    path = tmp_path / "posterior_synthetic.npz"
+    write_npz(path, {"a": np.arange(10_000.0)})
+    damage(path, how)
+    with pytest.raises(DataError) as error:
+        read_npz(path)
+    assert one_sentence(str(error.value), str(path), "delete it and run snakemake again")
+
+
+def test_figures_carry_no_creation_date(tmp_path):
+    import matplotlib.pyplot as plt
+
+    def draw():
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    save_figure(draw(), [tmp_path / "one.pdf", tmp_path / "one.png"])
+    save_figure(draw(), [tmp_path / "two.pdf", tmp_path / "two.png"])
+    assert b"CreationDate" not in (tmp_path / "one.pdf").read_bytes()
+    for suffix in ("pdf", "png"):
+        one, two = (tmp_path / f"{name}.{suffix}" for name in ("one", "two"))
+        assert one.read_bytes() == two.read_bytes(), suffix
+
+
+# MNIST -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["emptied", "truncated", "flipped"])
+def test_damaged_mnist_names_the_file_and_a_fix_that_works(smoke_run, tmp_path, how):
+    path = tmp_path / "resources" / "mnist.npz"
+    path.parent.mkdir()
+    shutil.copy(smoke_run / "resources" / "mnist.npz", path)
+    damage(path, how)
+    with pytest.raises(DataError) as error:
+        load_mnist(path)
+    message = str(error.value)
+    assert one_sentence(message, str(path), f"delete {path} and run snakemake again")
+    assert "wheel" not in message and "downloads" not in message
+
+
+# Stages ------------------------------------------------------------------------------------
+
+
+def test_damaged_or_planted_model_stops_its_stage_with_one_sentence(smoke_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run, workdir)
+    marker = tmp_path / "code-ran"
+    planted = workdir / SMOKE / "models/cremer2d-vae-k1/model.pt"
+    stat = planted.stat()
+    plant(planted, marker, forge_hash=True)
+    os.utime(planted, (stat.st_atime, stat.st_mtime))
+    damage(workdir / SMOKE / "models/burda1-vae-k1/model.pt", "flipped")
+    result = snakemake(
+        workdir,
+        f"{SMOKE}/models/cremer2d-vae-k1/eval.json",
+        f"{SMOKE}/models/burda1-vae-k1/eval.json",
+        "--configfile=config/smoke.yaml",
+        "--keep-going",
+        "--forcerun",
+        "evaluate",
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+    assert "rule train" not in output  # the damaged models were not retrained in silence
+    for name in ("cremer2d-vae-k1", "burda1-vae-k1"):
+        path = f"{SMOKE}/models/{name}/model.pt"
+        sentence = [line for line in output.splitlines() if path in line and "retrain" in line]
+        assert len(sentence) == 1, output[-3000:]
+        log = (workdir / SMOKE / f"logs/evaluate/{name}.log").read_text()
+        assert path in log and "Traceback" not in log
+    assert not marker.exists()
+
+
+def test_damaged_mnist_stops_a_stage_with_one_sentence_and_the_fix_works(smoke_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run, workdir)
+    data = workdir / "resources" / "mnist.npz"
+    damage(data, "truncated")
+    target = f"{SMOKE}/figures/latent_space_cremer2d-vae-k1.npz"
+    result = snakemake(
+        workdir,
+        target,
+        "--configfile=config/smoke.yaml",
+        "--forcerun",
+        "latent_space",
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+    fix = "delete resources/mnist.npz and run snakemake again"
+    assert len([line for line in output.splitlines() if fix in line]) == 1, output[-3000:]
+    # The fix: without the file, Snakemake fetches it afresh (from the checked download).
+    data.unlink()
+    snakemake(workdir, "resources/mnist.npz", "--configfile=config/smoke.yaml")
+    load_mnist(data)
+
+
+# Run names and config values ---------------------------------------------------------------
+
+
+def config_sentences(result: subprocess.CompletedProcess) -> list[str]:
+    output = result.stdout + result.stderr
+    return [line for line in output.splitlines() if line.startswith("Invalid config")]
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../outside", "/tmp/x"])
+def test_run_name_outside_results_is_refused(tmp_path, name):
+    workdir = copy_workflow(tmp_path / "workflow")
+    before = sorted(p for p in workdir.rglob("*") if ".snakemake" not in p.parts)
+    result = snakemake(
+        workdir,
+        "appendix_figure",
+        "--configfile=config/smoke.yaml",
+        "--config",
+        f"run={name}",
+        check=False,
+    )
+    assert result.returncode != 0
+    sentences = config_sentences(result)
+    assert len(sentences) == 1 and f"Invalid config at run: {name!r} is not allowed" in sentences[0]
+    assert "inside results/" in sentences[0]
+    after = sorted(p for p in workdir.rglob("*") if ".snakemake" not in p.parts)
+    assert after == before and not (tmp_path / "figures").exists()
+
+
+def edited(config: dict, path: tuple, value) -> dict:
+    parent = config
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        (
+            ("training", "burda1", "epochs"),
+            0,
+            "training.burda1.epochs: 0 epochs with schedule: constant trains nothing",
+        ),
+        (("training", "cremer2d", "lr"), float("nan"), "training.cremer2d.lr: nan is not a finite"),
+        (("identity", "tolerance"), float("inf"), "identity.tolerance: inf is not a finite"),
+        (("plot", "panel_size"), float("inf"), "plot.panel_size: inf is not a finite"),
+        (
+            ("models", 1, "k"),
+            1_000_000_000,
+            "lower models[1].k or training.burda1.batch_size",
+        ),
+    ],
+)
+def test_bad_value_is_refused_before_any_work(tmp_path, path, value, fragment):
+    workdir = copy_workflow(tmp_path / "workflow")
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(edited(smoke_config(), path, value)))
+    result = snakemake(workdir, "--configfile=bad.yaml", check=False)
+    assert result.returncode != 0
+    sentences = config_sentences(result)
+    assert len(sentences) == 1 and fragment in sentences[0], result.stderr[-2000:]
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
+def test_burda_schedule_with_no_stages_is_refused():
+    config = edited(smoke_config(), ("training", "cremer2d", "schedule"), "burda")
+    with pytest.raises(ConfigError, match=r"training.cremer2d.stages: 0 stages .* trains nothing"):
+        check_values(config, memory=10**12)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "lower"),
+    [
+        (("evaluation", "bound_k"), [1, 10**7], "lower evaluation.bound_k."),
+        (("identity", "k"), [1, 10**8], "lower identity.k."),
+        (("marginal", "grid_size"), 10**5, "lower marginal.grid_size."),
+        (("figures", "reconstruction_k"), 10**6, "lower figures.reconstruction_k."),
+        (("appendix", "k"), [10**10], "lower appendix.k."),
+    ],
+)
+def test_work_beyond_the_machine_names_the_value_to_lower(path, value, lower):
+    config = edited(smoke_config(), path, value)
+    check_values(smoke_config(), memory=10**10)
+    with pytest.raises(ConfigError) as error:
+        check_values(config, memory=10**10)
+    message = str(error.value)
+    assert one_sentence(message, "GB of memory, more than the 10 GB of this machine", lower)
+
+
+def test_training_memory_is_checked_against_the_gpu_when_there_is_one():
+    config = edited(smoke_config(), ("models", 0, "k"), 10**5)  # 10^7 rows: about 157 GB
+    check_values(config, memory=10**12)
+    with pytest.raises(ConfigError, match="more than the 80 GB of this machine's GPU"):
+        check_values(config, memory=10**12, gpu=80 * 10**9)
+
+
+@pytest.mark.parametrize("name", ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml"])
+def test_shipped_configs_pass_the_checks(name):
+    check_values(load_config(name, ROOT), memory=16 * 10**9, gpu=16 * 10**9)
+
+
+def test_configfile_arguments_as_snakemake_reads_them():
+    args = ["out.png", "--configfile=a.yaml", "b.yaml", "--configfile", "c.yaml", "d.yaml"]
+    assert configfile_arguments([*args, "--config", "x=1", "--configfiles", "e.yaml"]) == [
+        "a.yaml",
+        "c.yaml",
+        "d.yaml",
+        "e.yaml",
+    ]
+
+
+def test_missing_or_broken_config_file_is_named(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("run: x\nseed: [1\n")
+    with pytest.raises(ConfigError) as error:
+        check_config_files([ROOT / "config/smoke.yaml", broken])
+    assert one_sentence(str(error.value), f"Config file {broken} is not valid YAML at line 3")
+    result = subprocess.run(
+        [sys.executable, "-m", "riwae.config", "--cores", "1", "--configfile", "missing.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Config file missing.yaml cannot be read (No such file or directory); check the path "
+        "given to --configfile."
+    )
+
+
+# Identical runs ----------------------------------------------------------------------------
+
+
+def test_timing_files_are_told_apart():
+    assert is_timing("results/x/benchmarks/train/m.tsv")
+    assert is_timing("results/x/models/m/timing.csv")
+    assert is_timing("results/x/tables/training_times.csv")
+    assert not is_timing("results/x/models/m/history.csv")
+
+
+def test_two_runs_of_the_same_config_give_identical_artifacts(smoke_run, tmp_path):
+    workdir = copy_workflow(tmp_path / "again")
+    shutil.copytree(smoke_run / "resources" / "downloads", workdir / "resources" / "downloads")
+    snakemake(workdir, "--configfile=config/smoke.yaml")
+    first, second = (
+        json.loads((root / SMOKE / "manifest.json").read_text()) for root in (smoke_run, workdir)
+    )
+    assert first["data"]["sha256"] == second["data"]["sha256"]
+    assert first["timing_files"].keys() == second["timing_files"].keys()
+    assert len(first["artifacts"]) > 40 and first["artifacts"].keys() == second["artifacts"].keys()
+    different = {
+        path for path, digest in first["artifacts"].items() if digest != second["artifacts"][path]
+    }
+    assert different == set()

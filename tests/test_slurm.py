@@ -274,7 +274,7 @@ def test_with_device_cuda_training_asks_slurm_for_a_gpu(slurm, smoke_run, tmp_pa
         run.kill()
         run.wait()
     assert started, "the training job did not start within 5 minutes"
-    [job_id] = slurm_jobs_by_rule(workdir)["train"]
+    job_id = slurm_jobs_by_rule(workdir)["train"][0]
     show = ["scontrol", "show", "job", job_id]
     job = subprocess.run(show, env=slurm["environment"], capture_output=True, text=True).stdout
     subprocess.run(["scancel", job_id], env=slurm["environment"], capture_output=True)

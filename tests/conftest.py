@@ -13,6 +13,14 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 torch.set_default_dtype(torch.float64)
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that needs the smoke run of the whole pipeline is slow (minutes, and the
+    package index once for MNIST): `-m "not slow"` leaves them out."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def copy_workflow(destination: Path) -> Path:
     """A copy of the pipeline's files, as a fresh clone would have them."""
     destination.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,8 @@
+# The download needs the package index, which compute nodes of a cluster often cannot reach.
+localrules:
+    mnist,
+
+
 rule mnist:
     output:
         "resources/mnist.npz",

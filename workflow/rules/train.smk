@@ -1,5 +1,7 @@
 # Training jobs are per group of models that train as one stacked network (see
 # `training_groups` in the config and GROUPS in common.smk); each member keeps its own files.
+# Their rules are named train_<group>; resources set for `train` (--set-resources, or
+# set-resources in a profile) apply to every one of them, unless set for one by its name.
 TRAINED = {
     "model": f"{RUN}/models/{{model}}/model.pt",
     "history": f"{RUN}/models/{{model}}/history.csv",
@@ -33,3 +35,7 @@ for group, members in GROUPS.items():
             device=config["device"],
         script:
             "../scripts/train.py"
+
+    overwritten = workflow.resource_settings.overwrite_resources
+    if "train" in overwritten and f"train_{group}" not in overwritten:
+        workflow.get_rule(f"train_{group}").resources.update(overwritten["train"])

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from conftest import ROOT, SNAKEMAKE, snakemake
+from riwae.config import load_config
 
 SMOKE = "results/smoke"
 MODELS = ["burda1-vae-k1", "burda1-iwae-k5", "cremer2d-iwae-k5", "cremer2d-vae-k1"]
@@ -82,7 +83,7 @@ def test_rerun_with_nothing_changed_does_no_work(smoke_run):
 
 
 def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
-    config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=smoke_run)
     config["plot"]["levels"] = 12
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -150,7 +151,7 @@ def test_bad_config_value_stops_with_one_sentence(smoke_run, override, fragment)
 def test_bad_nested_config_value_stops_with_one_sentence(
     smoke_run, tmp_path, path, value, fragment
 ):
-    config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=smoke_run)
     parent = config
     for key in path[:-1]:
         parent = parent[key]
@@ -167,7 +168,7 @@ def test_bad_nested_config_value_stops_with_one_sentence(
 def test_identity_stage_fails_when_difference_exceeds_tolerance(smoke_run, tmp_path):
     workdir = tmp_path / "strict"
     shutil.copytree(smoke_run, workdir)  # results and metadata too: only the check reruns
-    config = yaml.safe_load((workdir / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=workdir)
     config["identity"]["tolerance"] = 1e-300  # below float64 rounding: must fail
     (workdir / "strict.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(workdir, "--configfile=strict.yaml", "identity", check=False)
@@ -283,7 +284,7 @@ def test_another_run_name_never_touches_the_first_run(smoke_run):
 
 
 def test_run_name_defaults_to_the_config_file_name(smoke_run, tmp_path):
-    config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=smoke_run)
     del config["run"]
     (smoke_run / "mytry.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     planned = snakemake(smoke_run, "--configfile=mytry.yaml", "--dry-run")

@@ -10,11 +10,15 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/posterior.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/posterior.smk"
+include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/identity.smk"
-include: "workflow/rules/figures.smk"
+include: "workflow/rules/marginal.smk"
+include: "workflow/rules/digit_posteriors.smk"
+include: "workflow/rules/latent_space.smk"
+include: "workflow/rules/appendix.smk"
 include: "workflow/rules/report.smk"
 
 

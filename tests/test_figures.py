@@ -1,9 +1,15 @@
+import numpy as np
 import torch
 from scipy import stats
 
 from riwae.appendix import appendix_arrays, fit_gaussian, trimodal_target
 from riwae.models import VAE
-from riwae.reconstruct import q_and_qiw_draws, reconstruction_metric
+from riwae.reconstruct import (
+    decode_means,
+    latent_space_arrays,
+    q_and_qiw_draws,
+    reconstruction_metric,
+)
 
 
 def binary_images(n: int, seed: int = 0) -> torch.Tensor:
@@ -44,6 +50,24 @@ def test_q_and_qiw_draws_shapes_and_k1():
     torch.randn((4, 7, 2), generator=g)  # the q draws come first
     expected = mean + torch.exp(0.5 * logvar) * torch.randn((4, 7, 2), generator=g)
     torch.testing.assert_close(a, expected)
+
+
+def test_latent_space_spans_the_posterior_means():
+    model = VAE("cremer2d").initialise(torch.Generator().manual_seed(0))
+    space = latent_space_arrays(model, binary_images(400), np.arange(400) % 10, 4)
+    means, (left, right, bottom, top) = space["means"], space["extent"]
+    inside = (
+        (left <= means[:, 0])
+        & (means[:, 0] <= right)
+        & (bottom <= means[:, 1])
+        & (means[:, 1] <= top)
+    )
+    assert 0.98 <= inside.mean() < 1  # all but 0.5% at each end of each axis
+    assert space["manifold"].shape == (4, 4, 28, 28)
+    # Rows run from high z_2 to low, columns from low z_1 to high.
+    for row, column, z in ((0, 0, [left, top]), (3, 3, [right, bottom]), (0, 3, [right, top])):
+        expected = decode_means(model, torch.tensor([z])).reshape(28, 28).numpy()
+        np.testing.assert_allclose(space["manifold"][row, column], expected, rtol=1e-12)
 
 
 def test_wsvi_qiw_covers_the_far_mode_and_svi_does_not():

@@ -38,15 +38,20 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def start_log(path: str | os.PathLike) -> logging.Logger:
-    """Log to ``path`` (a stage's Snakemake log) and to standard error."""
+    """The ``riwae`` logger, writing to ``path`` (a stage's Snakemake log) and to standard
+    error. Stages run inside Snakemake's process: its own loggers are left as they are."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(message)s",
-        handlers=[logging.FileHandler(path, mode="w"), logging.StreamHandler()],
-        force=True,
-    )
-    return logging.getLogger("riwae")
+    log = logging.getLogger("riwae")
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter("%(asctime)s %(message)s")
+    for handler in (logging.FileHandler(path, mode="w"), logging.StreamHandler()):
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:

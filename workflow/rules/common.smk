@@ -6,6 +6,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from riwae import stages
 from riwae.config import validation_sentence
 
 
@@ -80,6 +81,39 @@ def uses_gpu(device):
 # GPU jobs declare gpu=1, so `--resources gpu=1` keeps them one at a time on one GPU;
 # on the CPU they declare none and run side by side.
 GPU_JOBS = 1 if uses_gpu(config["device"]) else 0
+
+
+# The report's categories, in the order of the paper's claims (the report sorts them by name).
+CATEGORY = {
+    "C1": "C1 q_IW approaches the true posterior",
+    "C2": "C2 Reconstructions from q and from q_IW",
+    "C3": "C3 The identity and the marginal q_IW",
+    "C4": "C4 IWAE and VAE on MNIST",
+    "C5": "C5 Appendix, a 1D posterior",
+    "digits": "Posteriors of real digits",
+    "provenance": "Provenance",
+}
+
+
+def shown(path, caption, claim, label, subcategory=None):
+    """``path`` marked for the report: with the caption workflow/report/<caption>.rst,
+    under the category of ``claim`` (a key of CATEGORY), labelled ``label``."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category=CATEGORY[claim],
+        subcategory=subcategory,
+        labels={"item": label},
+    )
+
+
+def figure(name, caption, claim, label, subcategory=None):
+    """The outputs of a figure rule: figures/<name>.png, shown in the report, and the same
+    figure as PDF."""
+    return {
+        "png": shown(f"{RUN}/figures/{name}.png", caption, claim, label, subcategory),
+        "pdf": f"{RUN}/figures/{name}.pdf",
+    }
 
 
 def make_report(path):

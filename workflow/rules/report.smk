@@ -1,3 +1,5 @@
+# Provenance: the manifest of the run, and the exploration notebook executed on it.
+
 # Every artifact of the run; the manifest hashes them and the notebook shows them.
 ARTIFACTS = [
     *rules.posterior_grid.output,
@@ -26,38 +28,32 @@ rule manifest:
         models=expand(rules.train.output.model, model=MODELS),
         artifacts=ARTIFACTS,
     output:
-        report(
+        manifest=shown(
             f"{RUN}/manifest.json",
-            caption="../report/manifest.rst",
-            category="Provenance",
+            "manifest",
+            "provenance",
+            "the manifest: code, config, versions, hashes",
         ),
     log:
         f"{RUN}/logs/manifest.log",
-    conda:
-        "../../environment.yml"
     params:
         config=config,
-    script:
-        "../scripts/manifest.py"
+    run:
+        stages.manifest(**input, **output, **params, log=log[0])
 
 
 rule notebook:
     input:
         notebook="notebooks/explore_run.ipynb",
-        manifest=rules.manifest.output[0],
+        manifest=rules.manifest.output.manifest,
     output:
-        report(
+        html=shown(
             f"{RUN}/notebook.html",
-            caption="../report/notebook.rst",
-            category="Provenance",
+            "notebook",
+            "provenance",
+            "the exploration notebook, executed on this run",
         ),
     log:
         f"{RUN}/logs/notebook.log",
-    conda:
-        "../../environment.yml"
-    params:
-        run_dir=lambda wildcards, output: os.path.dirname(output[0]),
-        python=sys.executable,  # the environment that runs Snakemake has nbconvert
-    shell:
-        "RIWAE_RUN_DIR=$(pwd)/{params.run_dir} {params.python} -m jupyter nbconvert --to html --execute "
-        "{input.notebook} --output-dir {params.run_dir} --output notebook > {log} 2>&1"
+    run:
+        stages.notebook(**input, **output, log=log[0])

@@ -47,6 +47,21 @@ def merge(base: dict, delta: dict) -> dict:
     return merged
 
 
+def in_default_order(config: dict, default: dict) -> dict:
+    """``config`` with the keys of every section in the order of ``default`` (then any
+    others). Snakemake puts the keys of command-line config files first, and compares params
+    as text, key order included: in one order, the same settings are the same params however
+    the config files were combined."""
+    ordered = {key: config[key] for key in default if key in config}
+    ordered.update((key, value) for key, value in config.items() if key not in default)
+    return {
+        key: in_default_order(value, default[key])
+        if isinstance(value, dict) and isinstance(default.get(key), dict)
+        else value
+        for key, value in ordered.items()
+    }
+
+
 def load_config(path, root=".") -> dict:
     """A config file as the pipeline sees it: config/config.yaml first, then ``path`` over it."""
     root = Path(root)

@@ -7,7 +7,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from riwae import stages
-from riwae.config import validation_sentence
+from riwae.config import (
+    DEFAULT_CONFIG,
+    in_default_order,
+    load_config,
+    validation_sentence,
+)
 
 
 def run_name():
@@ -32,6 +37,11 @@ except WorkflowError as error:
     if not hasattr(cause, "absolute_path"):
         raise
     raise WorkflowError(validation_sentence(cause)) from None
+
+# The same settings, the same params: sections in the default config's key order.
+ordered = in_default_order(config, load_config(DEFAULT_CONFIG, root=workflow.basedir))
+config.clear()
+config.update(ordered)
 
 # Every artifact of a run lives under results/<run>/.
 RUN = f"results/{config['run']}"

@@ -29,9 +29,4 @@ rule all:
         ARTIFACTS,
         rules.manifest.output,
         rules.notebook.output,
-
-
-onsuccess:
-    # The Snakemake report of the run, made after every successful run with the same
-    # command-line options (configfiles, --config), so that it always matches the results.
-    make_report(f"{RUN}/report.html")
+        rules.html_report.output,

@@ -99,8 +99,8 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
         "latent_space_figure",
         "appendix_figure",
     }
-    # The manifest hashes the new figures and the notebook shows them: both follow.
-    assert planned == figures | {"manifest", "notebook", "all"}, stats
+    # The manifest hashes the new figures, the notebook and the report show them: all follow.
+    assert planned == figures | {"run_config", "manifest", "notebook", "html_report", "all"}, stats
 
 
 @pytest.mark.parametrize(
@@ -251,11 +251,44 @@ def test_manifest_records_the_run_and_hashes_every_artifact(smoke_run):
 def test_report_and_executed_notebook(smoke_run):
     report = (smoke_run / SMOKE / "report.html").read_text()
     assert "posterior_synthetic.png" in report and "identity.md" in report
+    assert "C1 q_IW approaches the true posterior" in report
     notebook = (smoke_run / SMOKE / "notebook.html").read_text()
     assert "Figure 1 again" in notebook and "burda_comparison" in notebook
     # nbconvert --execute stops at a cell that raises, so a written notebook ran clean.
     assert "run folder:" in notebook and "config sha256:" in notebook
     assert notebook.count("<img") > 5
+
+
+def test_a_run_of_some_targets_keeps_the_whole_runs_report(smoke_run, tmp_path):
+    workdir = tmp_path / "partial"
+    shutil.copytree(smoke_run, workdir)
+    report = workdir / SMOKE / "report.html"
+    before = report.read_bytes()
+    partial = snakemake(
+        workdir,
+        f"{SMOKE}/figures/appendix_1d.png",
+        "--configfile=config/smoke.yaml",
+        "--forcerun",
+        "appendix_figure",
+    )
+    assert "rule appendix_figure:" in partial.stdout + partial.stderr
+    assert "html_report" not in partial.stdout + partial.stderr
+    assert report.read_bytes() == before
+    # The next complete run finds the report older than the figure and rebuilds it.
+    complete = snakemake(workdir, "--configfile=config/smoke.yaml")
+    assert "rule html_report:" in complete.stdout + complete.stderr
+    assert report.stat().st_mtime > (workdir / SMOKE / "figures/appendix_1d.png").stat().st_mtime
+
+
+def test_a_report_that_cannot_be_made_fails_the_run(smoke_run, tmp_path):
+    workdir = tmp_path / "broken-caption"
+    shutil.copytree(smoke_run, workdir)
+    (workdir / "workflow/report/appendix.rst").write_text("{{ no_such_variable.field }}\n")
+    result = snakemake(workdir, "--configfile=config/smoke.yaml", check=False)
+    assert result.returncode != 0
+    assert f"Could not write the report {SMOKE}/report.html" in result.stderr
+    assert "appendix.rst" in result.stderr
+    assert not (workdir / SMOKE / "report.html").exists()  # no report rather than a wrong one
 
 
 def test_another_run_name_never_touches_the_first_run(smoke_run):

@@ -413,3 +413,29 @@ def notebook(notebook, manifest, html, log):
         result = subprocess.run(command, env=environment, stdout=log_file, stderr=log_file)
     if result.returncode != 0:
         raise WorkflowError(f"Executing {notebook} on {run_dir} failed; its output is in {log}.")
+
+
+def run_config(resolved, config, log):
+    """The run's config as Snakemake resolved it: every config file and --config merged."""
+    import yaml
+
+    log = start_log(log)
+    write_text(resolved, yaml.safe_dump(config, sort_keys=False))
+    log.info("wrote %s", resolved)
+
+
+def html_report(report, resolved_config, snakefile, log):
+    """Snakemake's self-contained HTML report of the run, made by Snakemake itself from the
+    run's resolved config. A report that cannot be made fails the stage, naming the cause."""
+    command = [
+        *(sys.executable, "-m", "snakemake", "--snakefile", snakefile),
+        *("--configfile", resolved_config, "--report", report, "--nolock"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    Path(log).write_text(f"{' '.join(command)}\n\n{result.stdout}{result.stderr}")
+    if result.returncode != 0:
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        raise WorkflowError(
+            f"Could not write the report {report}: {' '.join(lines[-4:])} (the whole output of "
+            f"`snakemake --report` is in {log})."
+        )

@@ -1,5 +1,5 @@
+import glob
 import os
-import sys
 from pathlib import Path
 
 import yaml
@@ -124,36 +124,3 @@ def figure(name, caption, claim, label, subcategory=None):
         "png": shown(f"{RUN}/figures/{name}.png", caption, claim, label, subcategory),
         "pdf": f"{RUN}/figures/{name}.pdf",
     }
-
-
-def make_report(path):
-    """Write the self-contained HTML report of this run by calling Snakemake again with the
-    options of the current call (its targets and execution flags do not change a report).
-    """
-    import shlex
-    import subprocess
-    import sys
-
-    skip = {
-        "--forcerun",
-        "-R",
-        "--forceall",
-        "-F",
-        "--until",
-        "-U",
-        "--omit-from",
-        "-O",
-    }
-    args, dropping = [], False
-    for arg in sys.argv[1:]:
-        if arg.startswith("-"):
-            dropping = arg.split("=")[0] in skip
-        if not dropping:
-            args.append(arg)
-    command = [sys.executable, "-m", "snakemake", *args, "--report", path]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        print(
-            f"Could not write the report {path}: {result.stderr[-2000:]}",
-            file=sys.stderr,
-        )

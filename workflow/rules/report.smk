@@ -1,7 +1,20 @@
-# Provenance: the manifest of the run, and the exploration notebook executed on it.
+# Provenance: the resolved config, the manifest, the executed notebook and the report of the run.
+
+
+rule run_config:
+    output:
+        resolved=f"{RUN}/config.yaml",
+    log:
+        f"{RUN}/logs/run_config.log",
+    params:
+        config=config,
+    run:
+        stages.run_config(**output, **params, log=log[0])
+
 
 # Every artifact of the run; the manifest hashes them and the notebook shows them.
 ARTIFACTS = [
+    *rules.run_config.output,
     *rules.posterior_grid.output,
     *rules.posterior_figure.output,
     *rules.identity.output,
@@ -57,3 +70,25 @@ rule notebook:
         f"{RUN}/logs/notebook.log",
     run:
         stages.notebook(**input, **output, log=log[0])
+
+
+# The report of the whole run: its inputs are every artifact, so a run of some targets only
+# never rewrites it, and a complete run rebuilds it when anything in it changed (captions
+# included). `snakemake --forcerun html_report` rebuilds it on request.
+rule html_report:
+    input:
+        ARTIFACTS,
+        rules.manifest.output,
+        rules.notebook.output,
+        captions=sorted(glob.glob("workflow/report/*.rst")),
+        resolved_config=rules.run_config.output.resolved,
+    output:
+        report=f"{RUN}/report.html",
+    log:
+        f"{RUN}/logs/report.log",
+    params:
+        snakefile=os.path.relpath(workflow.main_snakefile),
+    run:
+        stages.html_report(
+            resolved_config=input.resolved_config, **output, **params, log=log[0]
+        )

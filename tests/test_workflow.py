@@ -250,8 +250,23 @@ def test_manifest_records_the_run_and_hashes_every_artifact(smoke_run):
 
 def test_report_and_executed_notebook(smoke_run):
     report = (smoke_run / SMOKE / "report.html").read_text()
-    assert "posterior_synthetic.png" in report and "identity.md" in report
-    assert "C1 q_IW approaches the true posterior" in report
+    assert "Reinterpreting Importance-Weighted Autoencoders: a replication" in report
+    for category in ("C1 q_IW approaches", "C2 Reconstructions", "C3 The identity", "C4 IWAE"):
+        assert category in report
+    # Every table is in the report as an HTML page, which the report shows inline.
+    for table in (
+        "checks/identity.html",
+        "checks/marginal.html",
+        "tables/evaluation.html",
+        "tables/burda_comparison.html",
+        "tables/qiw_distance_synthetic.html",
+        "tables/reconstruction_metric.html",
+    ):
+        assert f'"{SMOKE}/{table}"' in report, table
+    assert "posterior_synthetic.png" in report and '"mime_type": "text/html"' in report
+    identity = (smoke_run / SMOKE / "checks/identity.html").read_text()
+    assert identity.count("<table>") == 1 + len(MODELS) + 1  # each case, then the original code
+    assert identity.count(">yes</td>") == 4 * (1 + len(MODELS))
     notebook = (smoke_run / SMOKE / "notebook.html").read_text()
     assert "Figure 1 again" in notebook and "burda_comparison" in notebook
     # nbconvert --execute stops at a cell that raises, so a written notebook ran clean.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from riwae.html_tables import frame_page, markdown_page
 from riwae.io import atomic_path, start_log, write_csv, write_json, write_text
 
 
@@ -43,7 +44,7 @@ def fetch_mnist(mnist, source, cache_dir, log):
         log.info("%s sha256 %s (verified)", name, digest)
 
 
-def posterior_grid(arrays, distances, settings, seed, log):
+def posterior_grid(arrays, distances, distances_html, settings, seed, log):
     """Figure 1's data: q_IW of the synthetic target on a grid, and its distance to the
     posterior for each k."""
     from riwae.grid import square_grid
@@ -65,6 +66,8 @@ def posterior_grid(arrays, distances, settings, seed, log):
     log.info("q_IW against the true posterior on the grid:\n%s", table.to_string(index=False))
     save_arrays(arrays, grid_arrays)
     write_csv(distances, table)
+    title = "Distance from q_IW to the true posterior (synthetic 2D target)"
+    write_text(distances_html, frame_page(table, title))
 
 
 def posterior_figure(arrays, png, pdf, figure_k, style, log):
@@ -75,7 +78,9 @@ def posterior_figure(arrays, png, pdf, figure_k, style, log):
     log.info("wrote %s and %s", png, pdf)
 
 
-def identity(data, models, qiw_distances, check, table, settings, model_names, seed, threads, log):
+def identity(
+    data, models, qiw_distances, check, table, table_html, settings, model_names, seed, threads, log
+):
     """C3: both sides of the identity per sample set, on the synthetic target and on every
     trained model; a difference above the tolerance fails the stage."""
     import pandas as pd
@@ -119,6 +124,7 @@ def identity(data, models, qiw_distances, check, table, settings, model_names, s
     )
     markdown += "\n" + off_by_one_markdown(pd.read_csv(qiw_distances))
     write_text(table, "# L_IWAE[q] = L_VAE[q_IW]\n\n" + markdown)
+    write_text(table_html, markdown_page(markdown, "L_IWAE[q] = L_VAE[q_IW], per sample set"))
     log.info("\n%s", markdown)
     if failures:
         sentence = (
@@ -130,7 +136,7 @@ def identity(data, models, qiw_distances, check, table, settings, model_names, s
         raise WorkflowError(sentence)
 
 
-def marginal(data, models, table, markdown, settings, model_names, seed, threads, log):
+def marginal(data, models, table, markdown, html, settings, model_names, seed, threads, log):
     """C3: the marginal q_IW among the bounds, for the synthetic target and test digits
     under each 2D model."""
     import pandas as pd
@@ -176,6 +182,7 @@ def marginal(data, models, table, markdown, settings, model_names, seed, threads
     write_csv(table, result)
     text = marginal_markdown(result)
     write_text(markdown, text)
+    write_text(html, markdown_page(text, "The marginal q_IW among the bounds"))
     log.info("\n%s", text)
 
 
@@ -212,7 +219,17 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
     write_json(result, record)
 
 
-def evaluation_tables(evaluations, histories, evaluation, burda, burda_markdown, history, log):
+def evaluation_tables(
+    evaluations,
+    histories,
+    evaluation,
+    evaluation_html,
+    burda,
+    burda_markdown,
+    burda_html,
+    history,
+    log,
+):
     """C4: every model's evaluation in one table, beside Burda et al.'s Table 1."""
     from riwae import tables
 
@@ -220,10 +237,13 @@ def evaluation_tables(evaluations, histories, evaluation, burda, burda_markdown,
     table, long_histories = tables.evaluation_table(evaluations, histories)
     comparison = tables.burda_comparison(table)
     write_csv(evaluation, table)
+    write_text(evaluation_html, frame_page(table, "Every model on the test set"))
     write_csv(history, long_histories)
     write_csv(burda, comparison)
     markdown = tables.burda_markdown(comparison)
     write_text(burda_markdown, markdown)
+    title = "Our burda1 models beside Burda et al.'s Table 1 (test NLL)"
+    write_text(burda_html, markdown_page(markdown, title))
     log.info("evaluation:\n%s\n\n%s", table.to_string(index=False), markdown)
 
 
@@ -238,7 +258,9 @@ def training_figures(evaluation, history, curves, curves_pdf, bounds, bounds_pdf
     log.info("wrote the learning curves and the bound-against-k figure")
 
 
-def reconstruct(data, models, arrays, metric, settings, model_names, seed, threads, log):
+def reconstruct(
+    data, models, arrays, metric, metric_html, settings, model_names, seed, threads, log
+):
     """C2: decodes of q and q_IW draws for Figure 2, and the metric over the test set."""
     import numpy as np
     import pandas as pd
@@ -273,6 +295,8 @@ def reconstruct(data, models, arrays, metric, settings, model_names, seed, threa
     table = pd.DataFrame(rows)
     log.info("reconstruction metric over the test set:\n%s", table.to_string(index=False))
     write_csv(metric, table)
+    title = "Decodes of draws from q and from q_IW over the test set"
+    write_text(metric_html, frame_page(table, title))
     save_arrays(arrays, figure_arrays)
 
 

@@ -34,15 +34,17 @@ rule evaluation_tables:
         evaluations=expand(rules.evaluate.output.result, model=MODELS),
         histories=expand(rules.train.output.history, model=MODELS),
     output:
-        evaluation=shown(
-            f"{RUN}/tables/evaluation.csv",
+        evaluation=f"{RUN}/tables/evaluation.csv",
+        evaluation_html=shown(
+            f"{RUN}/tables/evaluation.html",
             "evaluation",
             "C4",
             "Table: every model on the test set",
         ),
         burda=f"{RUN}/tables/burda_comparison.csv",
-        burda_markdown=shown(
-            f"{RUN}/tables/burda_comparison.md",
+        burda_markdown=f"{RUN}/tables/burda_comparison.md",
+        burda_html=shown(
+            f"{RUN}/tables/burda_comparison.html",
             "burda_comparison",
             "C4",
             "Table: ours beside Burda et al.",

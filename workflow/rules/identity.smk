@@ -8,8 +8,9 @@ rule identity:
         qiw_distances=rules.posterior_grid.output.distances,
     output:
         check=f"{RUN}/checks/identity.json",
-        table=shown(
-            f"{RUN}/checks/identity.md",
+        table=f"{RUN}/checks/identity.md",
+        table_html=shown(
+            f"{RUN}/checks/identity.html",
             "identity",
             "C3",
             "Table: both sides of the identity",

@@ -6,13 +6,14 @@ rule marginal:
         data="resources/mnist.npz",
         models=expand(rules.train.output.model, model=MODELS_2D),
     output:
-        table=shown(
-            f"{RUN}/checks/marginal.csv",
+        table=f"{RUN}/checks/marginal.csv",
+        markdown=f"{RUN}/checks/marginal.md",
+        html=shown(
+            f"{RUN}/checks/marginal.html",
             "marginal",
             "C3",
             "Table: the marginal q_IW among the bounds",
         ),
-        markdown=f"{RUN}/checks/marginal.md",
     log:
         f"{RUN}/logs/marginal.log",
     benchmark:

@@ -4,8 +4,9 @@
 rule posterior_grid:
     output:
         arrays=f"{RUN}/figures/posterior_synthetic.npz",
-        distances=shown(
-            f"{RUN}/tables/qiw_distance_synthetic.csv",
+        distances=f"{RUN}/tables/qiw_distance_synthetic.csv",
+        distances_html=shown(
+            f"{RUN}/tables/qiw_distance_synthetic.html",
             "qiw_distance",
             "C1",
             "Table: distance from q_IW to the posterior",

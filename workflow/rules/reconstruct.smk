@@ -7,8 +7,9 @@ rule reconstruct:
         models=expand(rules.train.output.model, model=MODELS_2D),
     output:
         arrays=f"{RUN}/figures/reconstructions.npz",
-        metric=shown(
-            f"{RUN}/tables/reconstruction_metric.csv",
+        metric=f"{RUN}/tables/reconstruction_metric.csv",
+        metric_html=shown(
+            f"{RUN}/tables/reconstruction_metric.html",
             "reconstruction_metric",
             "C2",
             "Table: the metric over the test set",

@@ -3,7 +3,12 @@
 
 rule run_config:
     output:
-        resolved=f"{RUN}/config.yaml",
+        resolved=shown(
+            f"{RUN}/config.yaml",
+            "run_config",
+            "provenance",
+            "Config: every setting of this run",
+        ),
     log:
         f"{RUN}/logs/run_config.log",
     params:
@@ -45,7 +50,7 @@ rule manifest:
             f"{RUN}/manifest.json",
             "manifest",
             "provenance",
-            "the manifest: code, config, versions, hashes",
+            "Manifest: code, config, versions, hashes",
         ),
     log:
         f"{RUN}/logs/manifest.log",
@@ -64,7 +69,7 @@ rule notebook:
             f"{RUN}/notebook.html",
             "notebook",
             "provenance",
-            "the exploration notebook, executed on this run",
+            "Notebook: the run explored",
         ),
     log:
         f"{RUN}/logs/notebook.log",

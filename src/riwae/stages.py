@@ -74,7 +74,7 @@ def posterior_figure(arrays, png, pdf, figure_k, style, log):
     from riwae.plots import posterior_panels, save_figure
 
     log = start_log(log)
-    save_figure(posterior_panels(load_arrays(arrays), figure_k, style), [png, pdf])
+    save_figure(posterior_panels(load_arrays(arrays), figure_k, style), [png, pdf], style["dpi"])
     log.info("wrote %s and %s", png, pdf)
 
 
@@ -192,7 +192,7 @@ def marginal_figure(table, png, pdf, style, log):
     from riwae.plots import marginal_bounds, save_figure
 
     log = start_log(log)
-    save_figure(marginal_bounds(pd.read_csv(table), style), [png, pdf])
+    save_figure(marginal_bounds(pd.read_csv(table), style), [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 
@@ -253,8 +253,8 @@ def training_figures(evaluation, history, curves, curves_pdf, bounds, bounds_pdf
     from riwae.plots import bound_vs_k, learning_curves, save_figure
 
     log = start_log(log)
-    save_figure(learning_curves(pd.read_csv(history), style), [curves, curves_pdf])
-    save_figure(bound_vs_k(pd.read_csv(evaluation), style), [bounds, bounds_pdf])
+    save_figure(learning_curves(pd.read_csv(history), style), [curves, curves_pdf], style["dpi"])
+    save_figure(bound_vs_k(pd.read_csv(evaluation), style), [bounds, bounds_pdf], style["dpi"])
     log.info("wrote the learning curves and the bound-against-k figure")
 
 
@@ -308,7 +308,7 @@ def reconstruction_figure(arrays, png, pdf, style, log):
     figure = reconstructions(
         figure_arrays["real"], figure_arrays["from_q"], figure_arrays["from_qiw"], style
     )
-    save_figure(figure, [png, pdf])
+    save_figure(figure, [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 
@@ -346,7 +346,7 @@ def digit_posteriors_figure(arrays, png, pdf, ks, style, model_name, log):
     log = start_log(log)
     digits = unflatten_digits(load_arrays(arrays))
     title = f"{model_name}: true posterior and $q_{{IW}}$ of test digits"
-    save_figure(digit_posteriors(digits, ks, title, style), [png, pdf])
+    save_figure(digit_posteriors(digits, ks, title, style), [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 
@@ -383,7 +383,7 @@ def latent_space_figure(arrays, png, pdf, style, model_name, log):
         f"{model_name}: the 2D latent space",
         style,
     )
-    save_figure(figure, [png, pdf])
+    save_figure(figure, [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 
@@ -409,7 +409,7 @@ def appendix_figure(arrays, png, pdf, style, log):
     from riwae.plots import appendix_1d, save_figure
 
     log = start_log(log)
-    save_figure(appendix_1d(load_arrays(arrays), style), [png, pdf])
+    save_figure(appendix_1d(load_arrays(arrays), style), [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 

@@ -31,10 +31,10 @@ def load_arrays(path) -> dict:
         return dict(stored)
 
 
-def fetch_mnist(mnist, source, cache_dir, log):
+def fetch_mnist(mnist, source, cache_dir, log_file):
     from riwae.data import DataError, prepare_mnist
 
-    log = start_log(log)
+    log = start_log(log_file)
     try:
         hashes = prepare_mnist(source, cache_dir, mnist)
     except DataError as error:
@@ -44,14 +44,14 @@ def fetch_mnist(mnist, source, cache_dir, log):
         log.info("%s sha256 %s (verified)", name, digest)
 
 
-def posterior_grid(arrays, distances, distances_html, settings, seed, log):
+def posterior_grid(arrays, distances, distances_html, settings, seed, log_file):
     """Figure 1's data: q_IW of the synthetic target on a grid, and its distance to the
     posterior for each k."""
     from riwae.grid import square_grid
     from riwae.posterior import synthetic_posterior
     from riwae.targets import cremer2d_target
 
-    log = start_log(log)
+    log = start_log(log_file)
     target, proposal = cremer2d_target()
     grid = square_grid(settings["grid_limit"], settings["grid_size"])
     grid_arrays, table = synthetic_posterior(
@@ -70,16 +70,26 @@ def posterior_grid(arrays, distances, distances_html, settings, seed, log):
     write_text(distances_html, frame_page(table, title))
 
 
-def posterior_figure(arrays, png, pdf, figure_k, style, log):
+def posterior_figure(arrays, png, pdf, figure_k, style, log_file):
     from riwae.plots import posterior_panels, save_figure
 
-    log = start_log(log)
+    log = start_log(log_file)
     save_figure(posterior_panels(load_arrays(arrays), figure_k, style), [png, pdf], style["dpi"])
     log.info("wrote %s and %s", png, pdf)
 
 
 def identity(
-    data, models, qiw_distances, check, table, table_html, settings, model_names, seed, threads, log
+    data,
+    models,
+    qiw_distances,
+    check,
+    table,
+    table_html,
+    settings,
+    model_names,
+    seed,
+    threads,
+    log_file,
 ):
     """C3: both sides of the identity per sample set, on the synthetic target and on every
     trained model; a difference above the tolerance fails the stage."""
@@ -96,7 +106,7 @@ def identity(
     from riwae.targets import cremer2d_target
     from riwae.train import load_model
 
-    log = start_log(log)
+    log = start_log(log_file)
     torch.set_num_threads(threads)
     ks, tolerance = settings["k"], settings["tolerance"]
     target, proposal = cremer2d_target()
@@ -136,7 +146,7 @@ def identity(
         raise WorkflowError(sentence)
 
 
-def marginal(data, models, table, markdown, html, settings, model_names, seed, threads, log):
+def marginal(data, models, table, markdown, html, settings, model_names, seed, threads, log_file):
     """C3: the marginal q_IW among the bounds, for the synthetic target and test digits
     under each 2D model."""
     import pandas as pd
@@ -148,7 +158,7 @@ def marginal(data, models, table, markdown, html, settings, model_names, seed, t
     from riwae.targets import ModelPosterior, cremer2d_target
     from riwae.train import load_model
 
-    log = start_log(log)
+    log = start_log(log_file)
     torch.set_num_threads(threads)
     common = dict(
         ks=settings["k"],
@@ -186,17 +196,17 @@ def marginal(data, models, table, markdown, html, settings, model_names, seed, t
     log.info("\n%s", text)
 
 
-def marginal_figure(table, png, pdf, style, log):
+def marginal_figure(table, png, pdf, style, log_file):
     import pandas as pd
 
     from riwae.plots import marginal_bounds, save_figure
 
-    log = start_log(log)
+    log = start_log(log_file)
     save_figure(marginal_bounds(pd.read_csv(table), style), [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 
-def evaluate(data, model, result, settings, seed, device, model_name, threads, log):
+def evaluate(data, model, result, settings, seed, device, model_name, threads, log_file):
     """C4: the test log-likelihood, the IWAE bounds and the active units of one model."""
     import torch
 
@@ -204,7 +214,7 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
     from riwae.evaluate import evaluate_model
     from riwae.train import load_model, resolve_device
 
-    log = start_log(log)
+    log = start_log(log_file)
     torch.set_num_threads(threads)
     device = resolve_device(device)
     vae, state = load_model(model, device)
@@ -228,12 +238,12 @@ def evaluation_tables(
     burda_markdown,
     burda_html,
     history,
-    log,
+    log_file,
 ):
     """C4: every model's evaluation in one table, beside Burda et al.'s Table 1."""
     from riwae import tables
 
-    log = start_log(log)
+    log = start_log(log_file)
     table, long_histories = tables.evaluation_table(evaluations, histories)
     comparison = tables.burda_comparison(table)
     write_csv(evaluation, table)
@@ -247,19 +257,19 @@ def evaluation_tables(
     log.info("evaluation:\n%s\n\n%s", table.to_string(index=False), markdown)
 
 
-def training_figures(evaluation, history, curves, curves_pdf, bounds, bounds_pdf, style, log):
+def training_figures(evaluation, history, curves, curves_pdf, bounds, bounds_pdf, style, log_file):
     import pandas as pd
 
     from riwae.plots import bound_vs_k, learning_curves, save_figure
 
-    log = start_log(log)
+    log = start_log(log_file)
     save_figure(learning_curves(pd.read_csv(history), style), [curves, curves_pdf], style["dpi"])
     save_figure(bound_vs_k(pd.read_csv(evaluation), style), [bounds, bounds_pdf], style["dpi"])
     log.info("wrote the learning curves and the bound-against-k figure")
 
 
 def reconstruct(
-    data, models, arrays, metric, metric_html, settings, model_names, seed, threads, log
+    data, models, arrays, metric, metric_html, settings, model_names, seed, threads, log_file
 ):
     """C2: decodes of q and q_IW draws for Figure 2, and the metric over the test set."""
     import numpy as np
@@ -270,7 +280,7 @@ def reconstruct(
     from riwae.reconstruct import decode_means, q_and_qiw_draws, reconstruction_metric
     from riwae.train import load_model
 
-    log = start_log(log)
+    log = start_log(log_file)
     torch.set_num_threads(threads)
     test = BinarizedMNIST(load_mnist(data)["test_images"]).fixed(seed=seed)
     k = settings["reconstruction_k"]
@@ -300,10 +310,10 @@ def reconstruct(
     save_arrays(arrays, figure_arrays)
 
 
-def reconstruction_figure(arrays, png, pdf, style, log):
+def reconstruction_figure(arrays, png, pdf, style, log_file):
     from riwae.plots import reconstructions, save_figure
 
-    log = start_log(log)
+    log = start_log(log_file)
     figure_arrays = load_arrays(arrays)
     figure = reconstructions(
         figure_arrays["real"], figure_arrays["from_q"], figure_arrays["from_qiw"], style
@@ -312,7 +322,7 @@ def reconstruction_figure(arrays, png, pdf, style, log):
     log.info("wrote %s", png)
 
 
-def digit_posteriors(data, model, arrays, settings, ks, seed, threads, log):
+def digit_posteriors(data, model, arrays, settings, ks, seed, threads, log_file):
     """True posteriors and q_IW of test digits under one 2D model, each on its own grid."""
     import torch
 
@@ -320,7 +330,7 @@ def digit_posteriors(data, model, arrays, settings, ks, seed, threads, log):
     from riwae.posterior import digit_posterior_arrays, flatten_digits
     from riwae.train import load_model
 
-    log = start_log(log)
+    log = start_log(log_file)
     torch.set_num_threads(threads)
     test = load_mnist(data)["test_images"]
     indices = chosen_images(settings["posterior_digits"], len(test), seed)
@@ -339,18 +349,18 @@ def digit_posteriors(data, model, arrays, settings, ks, seed, threads, log):
     log.info("posteriors of test images %s on their grids", indices)
 
 
-def digit_posteriors_figure(arrays, png, pdf, ks, style, model_name, log):
+def digit_posteriors_figure(arrays, png, pdf, ks, style, model_name, log_file):
     from riwae.plots import digit_posteriors, save_figure
     from riwae.posterior import unflatten_digits
 
-    log = start_log(log)
+    log = start_log(log_file)
     digits = unflatten_digits(load_arrays(arrays))
     title = f"{model_name}: true posterior and $q_{{IW}}$ of test digits"
     save_figure(digit_posteriors(digits, ks, title, style), [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 
-def latent_space(data, model, arrays, settings, seed, threads, log):
+def latent_space(data, model, arrays, settings, seed, threads, log_file):
     """The 2D latent space of one model: posterior means of the test images, and decodes
     over the region they cover."""
     import torch
@@ -359,7 +369,7 @@ def latent_space(data, model, arrays, settings, seed, threads, log):
     from riwae.reconstruct import latent_space_arrays
     from riwae.train import load_model
 
-    log = start_log(log)
+    log = start_log(log_file)
     torch.set_num_threads(threads)
     mnist = load_mnist(data)
     x = BinarizedMNIST(mnist["test_images"]).fixed(seed=seed)
@@ -370,10 +380,10 @@ def latent_space(data, model, arrays, settings, seed, threads, log):
     log.info("latent region %s", space["extent"])
 
 
-def latent_space_figure(arrays, png, pdf, style, model_name, log):
+def latent_space_figure(arrays, png, pdf, style, model_name, log_file):
     from riwae.plots import latent_space, save_figure
 
-    log = start_log(log)
+    log = start_log(log_file)
     space = load_arrays(arrays)
     figure = latent_space(
         space["means"],
@@ -387,11 +397,11 @@ def latent_space_figure(arrays, png, pdf, style, model_name, log):
     log.info("wrote %s", png)
 
 
-def appendix(arrays, settings, seed, log):
+def appendix(arrays, settings, seed, log_file):
     """C5: SVI and W-SVI fits to the trimodal 1D posterior, and q_IW samples of each."""
     from riwae.appendix import appendix_arrays
 
-    log = start_log(log)
+    log = start_log(log_file)
     fits = appendix_arrays(
         settings["k"],
         settings["steps"],
@@ -405,26 +415,26 @@ def appendix(arrays, settings, seed, log):
         log.info("%s: mean %.3f, log-variance %.3f", key, *fits[key])
 
 
-def appendix_figure(arrays, png, pdf, style, log):
+def appendix_figure(arrays, png, pdf, style, log_file):
     from riwae.plots import appendix_1d, save_figure
 
-    log = start_log(log)
+    log = start_log(log_file)
     save_figure(appendix_1d(load_arrays(arrays), style), [png, pdf], style["dpi"])
     log.info("wrote %s", png)
 
 
-def manifest(data, models, artifacts, manifest, config, log):
+def manifest(data, models, artifacts, manifest, config, log_file):
     from riwae.data import ARRAY_SHA256
     from riwae.provenance import build_manifest
 
-    log = start_log(log)
+    log = start_log(log_file)
     record = build_manifest(config, Path(manifest).parent, data, models, artifacts)
     record["data"]["arrays_sha256"] = ARRAY_SHA256  # verified whenever the data are loaded
     write_json(manifest, record)
     log.info("manifest of %d artifacts, commit %s", len(record["artifacts"]), record["git"])
 
 
-def notebook(notebook, manifest, html, log):
+def notebook(notebook, manifest, html, log_file):
     """The exploration notebook executed on the run folder, as HTML."""
     run_dir = Path(html).parent
     command = [
@@ -433,22 +443,24 @@ def notebook(notebook, manifest, html, log):
         *("--output-dir", str(run_dir), "--output", Path(html).stem),
     ]
     environment = {**os.environ, "RIWAE_RUN_DIR": str(run_dir.resolve())}
-    with open(log, "w") as log_file:
-        result = subprocess.run(command, env=environment, stdout=log_file, stderr=log_file)
+    with open(log_file, "w") as output:
+        result = subprocess.run(command, env=environment, stdout=output, stderr=output)
     if result.returncode != 0:
-        raise WorkflowError(f"Executing {notebook} on {run_dir} failed; its output is in {log}.")
+        raise WorkflowError(
+            f"Executing {notebook} on {run_dir} failed; its output is in {log_file}."
+        )
 
 
-def run_config(resolved, config, log):
+def run_config(resolved, config, log_file):
     """The run's config as Snakemake resolved it: every config file and --config merged."""
     import yaml
 
-    log = start_log(log)
+    log = start_log(log_file)
     write_text(resolved, yaml.safe_dump(config, sort_keys=False))
     log.info("wrote %s", resolved)
 
 
-def html_report(report, resolved_config, snakefile, log):
+def html_report(report, resolved_config, snakefile, log_file):
     """Snakemake's self-contained HTML report of the run, made by Snakemake itself from the
     run's resolved config. A report that cannot be made fails the stage, naming the cause."""
     command = [
@@ -456,10 +468,10 @@ def html_report(report, resolved_config, snakefile, log):
         *("--configfile", resolved_config, "--report", report, "--nolock"),
     ]
     result = subprocess.run(command, capture_output=True, text=True)
-    Path(log).write_text(f"{' '.join(command)}\n\n{result.stdout}{result.stderr}")
+    Path(log_file).write_text(f"{' '.join(command)}\n\n{result.stdout}{result.stderr}")
     if result.returncode != 0:
         lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
         raise WorkflowError(
             f"Could not write the report {report}: {' '.join(lines[-4:])} (the whole output of "
-            f"`snakemake --report` is in {log})."
+            f"`snakemake --report` is in {log_file})."
         )

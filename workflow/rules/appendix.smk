@@ -12,7 +12,7 @@ rule appendix:
         settings=config["appendix"],
         seed=config["seed"],
     run:
-        stages.appendix(**output, **params, log=log[0])
+        stages.appendix(**output, **params, log_file=log[0])
 
 
 rule appendix_figure:
@@ -32,4 +32,4 @@ rule appendix_figure:
     params:
         style=config["plot"],
     run:
-        stages.appendix_figure(**input, **output, **params, log=log[0])
+        stages.appendix_figure(**input, **output, **params, log_file=log[0])

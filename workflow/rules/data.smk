@@ -7,4 +7,4 @@ rule mnist:
         source=config["data"]["source"],
         cache_dir="resources/downloads",
     run:
-        stages.fetch_mnist(**output, **params, log=log[0])
+        stages.fetch_mnist(**output, **params, log_file=log[0])

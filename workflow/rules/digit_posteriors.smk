@@ -18,7 +18,7 @@ rule digit_posteriors:
         seed=config["seed"],
     run:
         stages.digit_posteriors(
-            **input, **output, **params, threads=threads, log=log[0]
+            **input, **output, **params, threads=threads, log_file=log[0]
         )
 
 
@@ -42,5 +42,9 @@ rule digit_posteriors_figure:
         style=config["plot"],
     run:
         stages.digit_posteriors_figure(
-            **input, **output, **params, model_name=wildcards.model2d, log=log[0]
+            **input,
+            **output,
+            **params,
+            model_name=wildcards.model2d,
+            log_file=log[0],
         )

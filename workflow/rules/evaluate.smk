@@ -25,7 +25,7 @@ rule evaluate:
             **params,
             model_name=wildcards.model,
             threads=threads,
-            log=log[0],
+            log_file=log[0],
         )
 
 
@@ -55,7 +55,7 @@ rule evaluation_tables:
     benchmark:
         f"{RUN}/benchmarks/evaluation_tables.tsv"
     run:
-        stages.evaluation_tables(**input, **output, log=log[0])
+        stages.evaluation_tables(**input, **output, log_file=log[0])
 
 
 rule training_figures:
@@ -84,4 +84,4 @@ rule training_figures:
     params:
         style=config["plot"],
     run:
-        stages.training_figures(**input, **output, **params, log=log[0])
+        stages.training_figures(**input, **output, **params, log_file=log[0])

@@ -25,4 +25,4 @@ rule identity:
         model_names=MODELS,
         seed=config["seed"],
     run:
-        stages.identity(**input, **output, **params, threads=threads, log=log[0])
+        stages.identity(**input, **output, **params, threads=threads, log_file=log[0])

@@ -16,7 +16,9 @@ rule latent_space:
         settings=config["figures"],
         seed=config["seed"],
     run:
-        stages.latent_space(**input, **output, **params, threads=threads, log=log[0])
+        stages.latent_space(
+            **input, **output, **params, threads=threads, log_file=log[0]
+        )
 
 
 rule latent_space_figure:
@@ -38,5 +40,9 @@ rule latent_space_figure:
         style=config["plot"],
     run:
         stages.latent_space_figure(
-            **input, **output, **params, model_name=wildcards.model2d, log=log[0]
+            **input,
+            **output,
+            **params,
+            model_name=wildcards.model2d,
+            log_file=log[0],
         )

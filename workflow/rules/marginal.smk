@@ -24,7 +24,7 @@ rule marginal:
         model_names=MODELS_2D,
         seed=config["seed"],
     run:
-        stages.marginal(**input, **output, **params, threads=threads, log=log[0])
+        stages.marginal(**input, **output, **params, threads=threads, log_file=log[0])
 
 
 rule marginal_figure:
@@ -44,4 +44,4 @@ rule marginal_figure:
     params:
         style=config["plot"],
     run:
-        stages.marginal_figure(**input, **output, **params, log=log[0])
+        stages.marginal_figure(**input, **output, **params, log_file=log[0])

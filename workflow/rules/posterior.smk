@@ -19,7 +19,7 @@ rule posterior_grid:
         settings=config["posterior"],
         seed=config["seed"],
     run:
-        stages.posterior_grid(**output, **params, log=log[0])
+        stages.posterior_grid(**output, **params, log_file=log[0])
 
 
 rule posterior_figure:
@@ -40,4 +40,4 @@ rule posterior_figure:
         figure_k=config["posterior"]["figure_k"],
         style=config["plot"],
     run:
-        stages.posterior_figure(**input, **output, **params, log=log[0])
+        stages.posterior_figure(**input, **output, **params, log_file=log[0])

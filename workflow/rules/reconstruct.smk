@@ -24,7 +24,9 @@ rule reconstruct:
         model_names=MODELS_2D,
         seed=config["seed"],
     run:
-        stages.reconstruct(**input, **output, **params, threads=threads, log=log[0])
+        stages.reconstruct(
+            **input, **output, **params, threads=threads, log_file=log[0]
+        )
 
 
 rule reconstruction_figure:
@@ -44,4 +46,4 @@ rule reconstruction_figure:
     params:
         style=config["plot"],
     run:
-        stages.reconstruction_figure(**input, **output, **params, log=log[0])
+        stages.reconstruction_figure(**input, **output, **params, log_file=log[0])

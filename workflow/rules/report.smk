@@ -14,7 +14,7 @@ rule run_config:
     params:
         config=config,
     run:
-        stages.run_config(**output, **params, log=log[0])
+        stages.run_config(**output, **params, log_file=log[0])
 
 
 # Every artifact of the run; the manifest hashes them and the notebook shows them.
@@ -57,7 +57,7 @@ rule manifest:
     params:
         config=config,
     run:
-        stages.manifest(**input, **output, **params, log=log[0])
+        stages.manifest(**input, **output, **params, log_file=log[0])
 
 
 rule notebook:
@@ -74,7 +74,7 @@ rule notebook:
     log:
         f"{RUN}/logs/notebook.log",
     run:
-        stages.notebook(**input, **output, log=log[0])
+        stages.notebook(**input, **output, log_file=log[0])
 
 
 # The report of the whole run: its inputs are every artifact, so a run of some targets only
@@ -95,5 +95,8 @@ rule html_report:
         snakefile=os.path.relpath(workflow.main_snakefile),
     run:
         stages.html_report(
-            resolved_config=input.resolved_config, **output, **params, log=log[0]
+            resolved_config=input.resolved_config,
+            **output,
+            **params,
+            log_file=log[0],
         )

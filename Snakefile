@@ -8,13 +8,20 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/posterior.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/posterior.smk"
+include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/identity.smk"
-include: "workflow/rules/figures.smk"
+include: "workflow/rules/marginal.smk"
+include: "workflow/rules/digit_posteriors.smk"
+include: "workflow/rules/latent_space.smk"
+include: "workflow/rules/appendix.smk"
 include: "workflow/rules/estimators.smk"
 include: "workflow/rules/report.smk"
 
@@ -26,9 +33,4 @@ rule all:
         ARTIFACTS,
         rules.manifest.output,
         rules.notebook.output,
-
-
-onsuccess:
-    # The Snakemake report of the run, made after every successful run with the same
-    # command-line options (configfiles, --config), so that it always matches the results.
-    make_report(f"{RUN}/report.html")
+        rules.html_report.output,

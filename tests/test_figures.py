@@ -1,9 +1,17 @@
+import numpy as np
+import pytest
 import torch
 from scipy import stats
 
 from riwae.appendix import appendix_arrays, fit_gaussian, trimodal_target
 from riwae.models import VAE
-from riwae.reconstruct import q_and_qiw_draws, reconstruction_metric
+from riwae.plots import mass_box, model_colour
+from riwae.reconstruct import (
+    decode_means,
+    latent_space_arrays,
+    q_and_qiw_draws,
+    reconstruction_metric,
+)
 
 
 def binary_images(n: int, seed: int = 0) -> torch.Tensor:
@@ -44,6 +52,43 @@ def test_q_and_qiw_draws_shapes_and_k1():
     torch.randn((4, 7, 2), generator=g)  # the q draws come first
     expected = mean + torch.exp(0.5 * logvar) * torch.randn((4, 7, 2), generator=g)
     torch.testing.assert_close(a, expected)
+
+
+def test_latent_space_spans_the_posterior_means():
+    model = VAE("cremer2d").initialise(torch.Generator().manual_seed(0))
+    space = latent_space_arrays(model, binary_images(400), np.arange(400) % 10, 4)
+    means, (left, right, bottom, top) = space["means"], space["extent"]
+    inside = (
+        (left <= means[:, 0])
+        & (means[:, 0] <= right)
+        & (bottom <= means[:, 1])
+        & (means[:, 1] <= top)
+    )
+    assert 0.98 <= inside.mean() < 1  # all but 0.5% at each end of each axis
+    assert space["manifold"].shape == (4, 4, 28, 28)
+    # Rows run from high z_2 to low, columns from low z_1 to high.
+    for row, column, z in ((0, 0, [left, top]), (3, 3, [right, bottom]), (0, 3, [right, top])):
+        expected = decode_means(model, torch.tensor([z])).reshape(28, 28).numpy()
+        np.testing.assert_allclose(space["manifold"][row, column], expected, rtol=1e-12)
+
+
+def test_digit_panels_zoom_to_where_the_posterior_lies():
+    axis = np.linspace(-6, 6, 241)
+    z1, z2 = np.meshgrid(axis, axis)  # images are [z_2, z_1]
+    log_density = -0.5 * (((z1 - 1) / 0.2) ** 2 + ((z2 + 2) / 0.5) ** 2)
+    (left, right), (bottom, top) = mass_box(axis, axis, log_density, mass=0.99, margin=0.2)
+    assert right - left == pytest.approx(top - bottom)  # square, as the panels are
+    assert (left + right) / 2 == pytest.approx(1, abs=0.05)
+    assert (bottom + top) / 2 == pytest.approx(-2, abs=0.05)
+    # 99% of the mass along z_2 (the wider axis) is within 2.58 sd, then 20% more each side.
+    assert top - bottom == pytest.approx(2 * 2.576 * 0.5 * 1.4, abs=0.1)
+
+
+def test_a_model_has_one_colour_in_every_figure():
+    assert model_colour("burda1-iwae-k50") == model_colour("cremer2d-iwae-k50")
+    colours = {m: model_colour(m) for m in ("x-vae-k1", "x-vae-k5", "x-vae-k50", "x-iwae-k5")}
+    assert len(set(map(str, colours.values()))) == len(colours)
+    assert model_colour("x-vae-k1") == model_colour("x-iwae-k1")  # VAE = IWAE at k = 1
 
 
 def test_wsvi_qiw_covers_the_far_mode_and_svi_does_not():

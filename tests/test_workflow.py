@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from conftest import ROOT, SNAKEMAKE, snakemake
+from riwae.config import load_config
 
 SMOKE = "results/smoke"
 MODELS = [
@@ -102,7 +103,7 @@ def test_rerun_with_nothing_changed_does_no_work(smoke_run):
 
 
 def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
-    config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=smoke_run)
     config["plot"]["levels"] = 12
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -118,8 +119,8 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
         "latent_space_figure",
         "appendix_figure",
     }
-    # The manifest hashes the new figures and the notebook shows them: both follow.
-    assert planned == figures | {"manifest", "notebook", "all"}, stats
+    # The manifest hashes the new figures, the notebook and the report show them: all follow.
+    assert planned == figures | {"run_config", "manifest", "notebook", "html_report", "all"}, stats
 
 
 @pytest.mark.parametrize(
@@ -175,7 +176,7 @@ def test_bad_config_value_stops_with_one_sentence(smoke_run, override, fragment)
 def test_bad_nested_config_value_stops_with_one_sentence(
     smoke_run, tmp_path, path, value, fragment
 ):
-    config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=smoke_run)
     parent = config
     for key in path[:-1]:
         parent = parent[key]
@@ -192,7 +193,7 @@ def test_bad_nested_config_value_stops_with_one_sentence(
 def test_identity_stage_fails_when_difference_exceeds_tolerance(smoke_run, tmp_path):
     workdir = tmp_path / "strict"
     shutil.copytree(smoke_run, workdir)  # results and metadata too: only the check reruns
-    config = yaml.safe_load((workdir / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=workdir)
     config["identity"]["tolerance"] = 1e-300  # below float64 rounding: must fail
     (workdir / "strict.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(workdir, "--configfile=strict.yaml", "identity", check=False)
@@ -287,12 +288,60 @@ def test_manifest_records_the_run_and_hashes_every_artifact(smoke_run):
 
 def test_report_and_executed_notebook(smoke_run):
     report = (smoke_run / SMOKE / "report.html").read_text()
-    assert "posterior_synthetic.png" in report and "identity.md" in report
+    assert "Reinterpreting Importance-Weighted Autoencoders: a replication" in report
+    for category in ("C1 q_IW approaches", "C2 Reconstructions", "C3 The identity", "C4 IWAE"):
+        assert category in report
+    # Every table is in the report as an HTML page, which the report shows inline.
+    for table in (
+        "checks/identity.html",
+        "checks/marginal.html",
+        "tables/evaluation.html",
+        "tables/burda_comparison.html",
+        "tables/qiw_distance_synthetic.html",
+        "tables/reconstruction_metric.html",
+    ):
+        assert f'"{SMOKE}/{table}"' in report, table
+    assert "posterior_synthetic.png" in report and '"mime_type": "text/html"' in report
+    identity = (smoke_run / SMOKE / "checks/identity.html").read_text()
+    assert identity.count("<table>") == 1 + len(MODELS) + 1  # each case, then the original code
+    assert identity.count(">yes</td>") == 4 * (1 + len(MODELS))
     notebook = (smoke_run / SMOKE / "notebook.html").read_text()
     assert "Figure 1 again" in notebook and "burda_comparison" in notebook
     # nbconvert --execute stops at a cell that raises, so a written notebook ran clean.
     assert "run folder:" in notebook and "config sha256:" in notebook
     assert notebook.count("<img") > 5
+
+
+def test_a_run_of_some_targets_keeps_the_whole_runs_report(smoke_run, tmp_path):
+    workdir = tmp_path / "partial"
+    shutil.copytree(smoke_run, workdir)
+    report = workdir / SMOKE / "report.html"
+    before = report.read_bytes()
+    partial = snakemake(
+        workdir,
+        f"{SMOKE}/figures/appendix_1d.png",
+        "--configfile=config/smoke.yaml",
+        "--forcerun",
+        "appendix_figure",
+    )
+    assert "rule appendix_figure:" in partial.stdout + partial.stderr
+    assert "html_report" not in partial.stdout + partial.stderr
+    assert report.read_bytes() == before
+    # The next complete run finds the report older than the figure and rebuilds it.
+    complete = snakemake(workdir, "--configfile=config/smoke.yaml")
+    assert "rule html_report:" in complete.stdout + complete.stderr
+    assert report.stat().st_mtime > (workdir / SMOKE / "figures/appendix_1d.png").stat().st_mtime
+
+
+def test_a_report_that_cannot_be_made_fails_the_run(smoke_run, tmp_path):
+    workdir = tmp_path / "broken-caption"
+    shutil.copytree(smoke_run, workdir)
+    (workdir / "workflow/report/appendix.rst").write_text("{{ no_such_variable.field }}\n")
+    result = snakemake(workdir, "--configfile=config/smoke.yaml", check=False)
+    assert result.returncode != 0
+    assert f"Could not write the report {SMOKE}/report.html" in result.stderr
+    assert "appendix.rst" in result.stderr
+    assert not (workdir / SMOKE / "report.html").exists()  # no report rather than a wrong one
 
 
 def test_another_run_name_never_touches_the_first_run(smoke_run):
@@ -321,7 +370,7 @@ def test_another_run_name_never_touches_the_first_run(smoke_run):
 
 
 def test_run_name_defaults_to_the_config_file_name(smoke_run, tmp_path):
-    config = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    config = load_config("config/smoke.yaml", root=smoke_run)
     del config["run"]
     (smoke_run / "mytry.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     planned = snakemake(smoke_run, "--configfile=mytry.yaml", "--dry-run")

@@ -62,6 +62,21 @@ def merge(base: dict, delta: dict) -> dict:
     return merged
 
 
+def in_default_order(config: dict, default: dict) -> dict:
+    """``config`` with the keys of every section in the order of ``default`` (then any
+    others). Snakemake puts the keys of command-line config files first, and compares params
+    as text, key order included: in one order, the same settings are the same params however
+    the config files were combined."""
+    ordered = {key: config[key] for key in default if key in config}
+    ordered.update((key, value) for key, value in config.items() if key not in default)
+    return {
+        key: in_default_order(value, default[key])
+        if isinstance(value, dict) and isinstance(default.get(key), dict)
+        else value
+        for key, value in ordered.items()
+    }
+
+
 def load_config(path, root=".") -> dict:
     """A config file as the pipeline sees it: config/config.yaml first, then ``path`` over it."""
     root = Path(root)
@@ -189,7 +204,7 @@ def check_values(config: dict, memory: int, gpu: int | None = None) -> None:
     if problem:
         raise ConfigError(problem)
     for arch, settings in config["training"].items():
-        count = {"constant": "epochs", "burda": "stages"}[settings["schedule"]]
+        count = "epochs" if settings["schedule"] == "constant" else "stages"
         if settings[count] == 0:
             raise ConfigError(
                 f"Invalid config at training.{arch}.{count}: 0 {count} with schedule: "

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -33,7 +32,11 @@ REMAKE = "delete it and run snakemake again, which writes it afresh"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-class DataError(RuntimeError):
+class UserError(RuntimeError):
+    """A problem the user can fix; the message is one sentence saying what and how."""
+
+
+class DataError(UserError):
     """A file or data problem the user can fix; the message is one sentence saying what and how."""
 
 
@@ -186,25 +189,17 @@ def delete_torch(path: str | os.PathLike) -> None:
 
 
 def start_log(path: str | os.PathLike) -> logging.Logger:
-    """Log to ``path`` (a stage's Snakemake log) and to standard error.
-
-    From here on a ``DataError`` that nothing catches ends the stage with its one sentence
-    in the log and exit status 1, instead of a traceback; other errors keep theirs.
-    """
+    """The ``riwae`` logger, writing to ``path`` (a stage's Snakemake log) and to standard
+    error. Stages run inside Snakemake's process: its own loggers are left as they are."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(message)s",
-        handlers=[logging.FileHandler(path, mode="w"), logging.StreamHandler()],
-        force=True,
-    )
     log = logging.getLogger("riwae")
-
-    def report(kind, error, trace):
-        if isinstance(error, DataError):
-            log.error("%s", error)
-        else:
-            sys.__excepthook__(kind, error, trace)
-
-    sys.excepthook = report  # an uncaught exception still exits with status 1
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter("%(asctime)s %(message)s")
+    for handler in (logging.FileHandler(path, mode="w"), logging.StreamHandler()):
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     return log

@@ -1,6 +1,8 @@
 """Figures. Each function draws from saved arrays, so a figure can be redrawn without
 recomputing what it shows."""
 
+from collections import Counter
+
 import matplotlib
 
 matplotlib.use("Agg")  # figures are written to files; no display is needed
@@ -9,21 +11,61 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from riwae.appendix import gaussian_density  # noqa: E402
 from riwae.io import atomic_path  # noqa: E402
 
 
-def save_figure(fig, paths) -> None:
-    """Save one figure to each path (format from the suffix), atomically, then close it.
-
-    A PDF gets no creation date, so the same figure gives the same bytes (PNGs have none)."""
+def save_figure(fig, paths, dpi: int) -> None:
+    """Save one figure to each path (format from the suffix; ``dpi`` sets the resolution of
+    PNGs), atomically, then close it. A PDF gets no creation date, so the same figure gives
+    the same bytes (PNGs have none)."""
     for path in paths:
         with atomic_path(path) as tmp:
             metadata = {"CreationDate": None} if tmp.suffix == ".pdf" else None
-            fig.savefig(tmp, bbox_inches="tight", metadata=metadata)
+            fig.savefig(tmp, bbox_inches="tight", dpi=dpi, metadata=metadata)
     plt.close(fig)
+
+
+# How a model looks in every figure: colour by objective and k, marker by architecture.
+K1_COLOUR = "0.3"  # at k = 1 VAE and IWAE coincide: one grey
+OBJECTIVE_COLOURS = {"vae": "Blues", "iwae": "Reds"}
+ARCH_MARKERS = {"burda1": "o", "cremer2d": "s"}
+
+
+def model_parts(model: str) -> tuple[str, str, int]:
+    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>``."""
+    arch, objective, k = model.rsplit("-", 2)
+    return arch, objective, int(k.removeprefix("k"))
+
+
+def model_colour(model: str):
+    """The colour of a model in every figure: VAEs blue, IWAEs red, darker for larger k (the
+    same shade for the same k, k = 100 and above darkest); k = 1 grey."""
+    _, objective, k = model_parts(model)
+    if k == 1:
+        return K1_COLOUR
+    shade = 0.45 + 0.45 * min(np.log(k) / np.log(100), 1.0)
+    return plt.get_cmap(OBJECTIVE_COLOURS[objective])(shade)
+
+
+def model_marker(model: str) -> str:
+    return ARCH_MARKERS.get(model_parts(model)[0], "D")
+
+
+def model_order(models) -> list[str]:
+    """Models in the order of their legends: by architecture, k, then objective."""
+    return sorted(set(models), key=lambda m: (model_parts(m)[0], model_parts(m)[2], m))
+
+
+def k_ticks(ax, ks) -> None:
+    """A log-scale k axis labelled with the k values themselves."""
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(int(k) for k in ks)))
+    ax.set_xticklabels([str(k) for k in sorted(set(int(k) for k in ks))])
+    ax.minorticks_off()
 
 
 def posterior_panels(arrays: dict[str, np.ndarray], ks: list[int], style: dict):
@@ -62,32 +104,43 @@ def posterior_panels(arrays: dict[str, np.ndarray], ks: list[int], style: dict):
 
 
 def learning_curves(histories, style: dict):
-    """Training bound and held-out bound per epoch for every model, one panel each."""
+    """Training bound (dashed) and held-out bound (solid) per epoch for every model, one
+    panel per architecture, each model in its own colour; the legend beside the panels."""
     sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
-    long = histories.melt(
-        id_vars=["model", "epoch"],
-        value_vars=["train_bound", "heldout_bound"],
-        var_name="measured on",
-        value_name="bound (nats)",
-    )
-    long["measured on"] = long["measured on"].map(
-        {"train_bound": "training minibatches", "heldout_bound": "held-out test images"}
-    )
-    long["arch"] = long.model.str.split("-").str[0]
-    grid = sns.relplot(
-        data=long,
-        x="epoch",
-        y="bound (nats)",
-        hue="model",
-        style="measured on",
-        col="arch",
-        kind="line",
-        marker="o",
-        facet_kws={"sharey": False},
-        height=style.get("panel_size", 2.6) + 0.8,
-    )
-    grid.set_titles("{col_name}: training objective per epoch")
-    return grid.figure
+    models = model_order(histories.model)
+    archs = sorted({model_parts(m)[0] for m in models})
+    size = style.get("panel_size", 2.6) + 0.8
+    fig, axes = plt.subplots(1, len(archs), figsize=(size * len(archs), size), squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        for model in (m for m in models if model_parts(m)[0] == arch):
+            history = histories[histories.model == model]
+            for column, dashes in (("train_bound", (3, 2)), ("heldout_bound", ())):
+                ax.plot(
+                    history.epoch,
+                    history[column],
+                    color=model_colour(model),
+                    marker=model_marker(model),
+                    markersize=3,
+                    dashes=dashes,
+                    label=model if column == "heldout_bound" else None,
+                )
+        ax.set_xlim(0.5, histories.epoch.max() + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("bound (nats)")
+        ax.set_title(f"{arch}: training objective per epoch")
+    handles, labels = [], []
+    for ax in axes[0]:
+        handles += ax.get_legend_handles_labels()[0]
+        labels += ax.get_legend_handles_labels()[1]
+    handles += [
+        plt.Line2D([], [], color="0.4", dashes=(3, 2), label="training minibatches"),
+        plt.Line2D([], [], color="0.4", label="held-out test images"),
+    ]
+    labels += ["training minibatches", "held-out test images"]
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return fig
 
 
 def bound_vs_k(evaluation, style: dict):
@@ -109,36 +162,44 @@ def bound_vs_k(evaluation, style: dict):
     width = style.get("panel_size", 2.6) + 1.6
     fig, axes = plt.subplots(1, len(archs), figsize=(width * len(archs), width), squeeze=False)
     for ax, arch in zip(axes[0], archs, strict=True):
-        for model in sorted({row["model"] for row in rows if row["arch"] == arch}):
+        models = model_order(row["model"] for row in rows if row["arch"] == arch)
+        for model in models:
             points = [row for row in rows if row["model"] == model]
             ax.errorbar(
                 [p["k"] for p in points],
                 [p["bound"] for p in points],
                 yerr=[p["se"] for p in points],
-                marker="o",
+                color=model_colour(model),
+                marker=model_marker(model),
                 capsize=2,
                 label=model,
             )
-        ax.set_xscale("log")
+        k_ticks(ax, [row["k"] for row in rows if row["arch"] == arch])
         ax.set_xlabel("k (samples in the IWAE bound)")
         ax.set_ylabel("test bound (nats)")
         ax.set_title(f"{arch}: IWAE bound against k")
-        ax.legend(fontsize="small")
+        # Below the panel, so that it never covers a curve.
+        ax.legend(
+            fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False
+        )
     fig.tight_layout()
     return fig
 
 
+# The four quantities of the marginal figure, in colours no model uses.
 MARGINAL_QUANTITIES = [
-    ("L_VAE[q]", "$L_{VAE}[q]$"),
-    ("L_IWAE[q]", "$L_{IWAE}[q]$"),
-    ("L_VAE[q_IW marginal]", "$L_{VAE}[q_{IW}]$ (marginal)"),
-    ("log p(x)", r"$\log p(x)$"),
+    ("L_VAE[q]", "$L_{VAE}[q]$", "#7b3294"),
+    ("L_IWAE[q]", "$L_{IWAE}[q]$", "#e08214"),
+    ("L_VAE[q_IW marginal]", "$L_{VAE}[q_{IW}]$ (marginal)", "#1b7837"),
+    ("log p(x)", r"$\log p(x)$", "black"),
 ]
+IMAGE_DASHES = [(), (4, 2), (1, 1.5), (6, 2, 1, 2)]
 
 
 def marginal_bounds(table, style: dict):
     """One panel per case: the four quantities against k (log scale) with one-standard-error
-    bars; a last panel: KL(q_IW marginal || posterior) against k for every case."""
+    bars; a last panel: KL(q_IW marginal || posterior) against k for every case, in the
+    model's colour (the synthetic target black; test images told apart by dashes)."""
     sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
     cases = list(table.groupby(["case", "image"], sort=False))
     columns = min(3, len(cases) + 1)
@@ -146,9 +207,8 @@ def marginal_bounds(table, style: dict):
     size = style.get("panel_size", 2.6) + 1.2
     fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
     axes = axes.ravel()
-    colours = sns.color_palette(n_colors=len(MARGINAL_QUANTITIES))
     for ax, ((case, image), frame) in zip(axes, cases, strict=False):
-        for (column, label), colour in zip(MARGINAL_QUANTITIES, colours, strict=True):
+        for column, label, colour in MARGINAL_QUANTITIES:
             se = frame.get(f"{column}_se")
             ax.errorbar(
                 frame.k,
@@ -160,33 +220,45 @@ def marginal_bounds(table, style: dict):
                 color=colour,
                 label=label,
             )
-        ax.set_xscale("log")
+        k_ticks(ax, table.k)
         ax.set_title(case if image < 0 else f"{case}\ntest image {image}", fontsize="medium")
         ax.set_xlabel("k")
         ax.set_ylabel("nats")
-    axes[0].legend(fontsize="small", loc="lower right")
     kl_ax = axes[len(cases)]
+    images_drawn = Counter()  # per case: its test images get dashes in turn
     for (case, image), frame in cases:
-        label = case if image < 0 else f"{case}, image {image}"
+        synthetic = image < 0
+        dashes = IMAGE_DASHES[images_drawn[case] % len(IMAGE_DASHES)]
+        images_drawn[case] += 1
         kl_ax.errorbar(
             frame.k,
             frame["KL(q_IW marginal || posterior)"],
             yerr=frame["KL_se"],
-            marker="o",
+            color="black" if synthetic else model_colour(case),
+            marker="o" if synthetic else model_marker(case),
             markersize=3,
             capsize=2,
-            label=label,
+            dashes=dashes,
+            label=case if synthetic else f"{case}, image {image}",
         )
-    kl_ax.set_xscale("log")
+    k_ticks(kl_ax, table.k)
     kl_ax.set_yscale("symlog", linthresh=1e-2)
     kl_ax.set_ylim(bottom=0)
     kl_ax.set_title(r"KL($q_{IW}$ marginal ‖ posterior)", fontsize="medium")
     kl_ax.set_xlabel("k")
     kl_ax.set_ylabel("nats")
-    kl_ax.legend(fontsize="x-small")
+    kl_ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     for ax in axes[len(cases) + 1 :]:
         ax.set_visible(False)
     fig.tight_layout()
+    # The quantities' legend above the panels, where it covers no curve.
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(MARGINAL_QUANTITIES),
+        frameon=False,
+    )
     return fig
 
 
@@ -221,10 +293,28 @@ def reconstructions(real: np.ndarray, from_q: np.ndarray, from_qiw: np.ndarray, 
     return fig
 
 
+def mass_box(x_axis, y_axis, log_density, mass: float = 0.99, margin: float = 0.2):
+    """The square around where a gridded density (``[y, x]``) holds ``mass``: the central
+    interval of each marginal, the longer one widened by ``margin`` of it on each side and
+    used for both axes; within the grid."""
+    density = np.exp(log_density - log_density.max())
+    box = []
+    for axis, marginal in ((x_axis, density.sum(0)), (y_axis, density.sum(1))):
+        cdf = np.cumsum(marginal) / marginal.sum()
+        tail = (1 - mass) / 2
+        low, high = np.searchsorted(cdf, [tail, 1 - tail]).clip(0, len(axis) - 1)
+        box.append((axis[low], axis[high]))
+    half = max(high - low for low, high in box) * (0.5 + margin)
+    return [
+        (max((low + high) / 2 - half, axis[0]), min((low + high) / 2 + half, axis[-1]))
+        for (low, high), axis in zip(box, (x_axis, y_axis), strict=True)
+    ]
+
+
 def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict):
     """Rows: test digits. Columns: the binarised digit, its true posterior p(z|x) (grid,
     normalised by quadrature), then q_IW for each k (k = 1 is q). Each density panel on its
-    own colour scale; axes are the digit's own grid."""
+    own colour scale; every panel of a row zoomed to where its posterior lies."""
     sns.set_theme(style="white", context=style.get("context", "paper"))
     size = style.get("panel_size", 2.6) * 0.8
     columns = 2 + len(ks)
@@ -240,6 +330,7 @@ def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict)
             (f"$q_{{IW}}$, k = {k}" + (" (= q)" if k == 1 else ""), digit[f"log_qiw_k{k}"])
             for k in ks
         ]
+        x_limits, y_limits = mass_box(digit["x_axis"], digit["y_axis"], digit["log_posterior"])
         for ax, (label, log_density) in zip(row[1:], panels, strict=True):
             ax.contourf(
                 digit["x_axis"],
@@ -249,6 +340,8 @@ def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict)
                 cmap=style.get("cmap", "Blues"),
             )
             ax.set_title(label)
+            ax.set_xlim(x_limits)
+            ax.set_ylim(y_limits)
             ax.set_aspect("equal")
             ax.locator_params(nbins=4)
             ax.tick_params(labelsize="x-small")
@@ -342,6 +435,11 @@ def appendix_1d(arrays: dict[str, np.ndarray], style: dict):
         row[0].set_ylabel("density")
     for ax in axes[-1]:
         ax.set_xlabel("z")
-    axes[0, 0].legend(fontsize="x-small", loc="upper left")
     fig.tight_layout()
+    # One legend below the panels, where it covers no curve (the sample label names no k).
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    labels = ["$q_{IW}$ samples" if label.startswith("$q_{IW}$") else label for label in labels]
+    fig.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False
+    )
     return fig

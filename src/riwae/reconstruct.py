@@ -1,5 +1,7 @@
-"""Decoding draws from q and from q_IW: the paper's Figure 2 and a test-set number for it."""
+"""Decoding draws from q and from q_IW: the paper's Figure 2 and a test-set number for it;
+and the 2D latent space of a model."""
 
+import numpy as np
 import torch
 
 from riwae.bounds import bernoulli_log_likelihood, sample_gaussian
@@ -62,3 +64,22 @@ def reconstruction_metric(
 def decode_means(model: VAE, z: torch.Tensor) -> torch.Tensor:
     """Bernoulli means of p(x|z) as images ``[..., 28, 28]``."""
     return torch.sigmoid(model.decoder(z)).reshape(*z.shape[:-1], 28, 28)
+
+
+def latent_space_arrays(model: VAE, x: torch.Tensor, labels, size: int) -> dict[str, np.ndarray]:
+    """The 2D latent space of a model: the posterior means of the images ``x``, and the
+    decoded Bernoulli means over a ``size`` x ``size`` grid of z covering the region that
+    holds all but 0.5% of the means at each end of both axes (``manifold``: [rows, columns,
+    28, 28], rows from high z_2 to low, as a scatter plot shows them)."""
+    with torch.no_grad():
+        means = model.encoder(x)[0].numpy()
+    low, high = np.percentile(means, [0.5, 99.5], axis=0)
+    z1 = np.linspace(low[0], high[0], size)
+    z2 = np.linspace(high[1], low[1], size)
+    grid = torch.tensor(np.stack(np.meshgrid(z1, z2), axis=-1), dtype=x.dtype)
+    return {
+        "means": means,
+        "labels": np.asarray(labels),
+        "manifold": decode_means(model, grid).numpy(),
+        "extent": np.array([low[0], high[0], low[1], high[1]]),
+    }

@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from riwae.bounds import ESTIMATORS, bounds_and_surrogate
 from riwae.data import BinarizedMNIST
-from riwae.io import DataError, load_torch, save_torch, set_aside
+from riwae.io import DataError, UserError, load_torch, save_torch, set_aside
 from riwae.models import VAE, StackedVAE, architecture
 from riwae.optim import make_optimizer
 
 log = logging.getLogger("riwae")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError):
     """Training cannot go on (e.g. a non-finite loss); the message says what to do."""
 
 

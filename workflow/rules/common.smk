@@ -1,15 +1,19 @@
+import glob
 import os
-import sys
 from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from riwae import stages
 from riwae.config import (
+    DEFAULT_CONFIG,
     ConfigError,
     check_values,
     gpu_memory,
+    in_default_order,
+    load_config,
     machine_memory,
     validation_sentence,
 )
@@ -38,6 +42,11 @@ except WorkflowError as error:
     if not hasattr(cause, "absolute_path"):
         raise
     raise WorkflowError(validation_sentence(cause)) from None
+
+# The same settings, the same params: sections in the default config's key order.
+ordered = in_default_order(config, load_config(DEFAULT_CONFIG, root=workflow.basedir))
+config.clear()
+config.update(ordered)
 
 # Every artifact of a run lives under results/<run>/; the schema keeps <run> one folder
 # name (no path separator, not '.' or '..'), so nothing is written outside it.
@@ -103,34 +112,34 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 
-def make_report(path):
-    """Write the self-contained HTML report of this run by calling Snakemake again with the
-    options of the current call (its targets and execution flags do not change a report).
-    """
-    import shlex
-    import subprocess
-    import sys
+# The report's categories, in the order of the paper's claims (the report sorts them by name).
+CATEGORY = {
+    "C1": "C1 q_IW approaches the true posterior",
+    "C2": "C2 Reconstructions from q and from q_IW",
+    "C3": "C3 The identity and the marginal q_IW",
+    "C4": "C4 IWAE and VAE on MNIST",
+    "C5": "C5 Appendix, a 1D posterior",
+    "digits": "Posteriors of real digits",
+    "provenance": "Provenance",
+}
 
-    skip = {
-        "--forcerun",
-        "-R",
-        "--forceall",
-        "-F",
-        "--until",
-        "-U",
-        "--omit-from",
-        "-O",
+
+def shown(path, caption, claim, label, subcategory=None):
+    """``path`` marked for the report: with the caption workflow/report/<caption>.rst,
+    under the category of ``claim`` (a key of CATEGORY), labelled ``label``."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category=CATEGORY[claim],
+        subcategory=subcategory,
+        labels={"item": label},
+    )
+
+
+def figure(name, caption, claim, label, subcategory=None):
+    """The outputs of a figure rule: figures/<name>.png, shown in the report, and the same
+    figure as PDF."""
+    return {
+        "png": shown(f"{RUN}/figures/{name}.png", caption, claim, label, subcategory),
+        "pdf": f"{RUN}/figures/{name}.pdf",
     }
-    args, dropping = [], False
-    for arg in sys.argv[1:]:
-        if arg.startswith("-"):
-            dropping = arg.split("=")[0] in skip
-        if not dropping:
-            args.append(arg)
-    command = [sys.executable, "-m", "snakemake", *args, "--report", path]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        print(
-            f"Could not write the report {path}: {result.stderr[-2000:]}",
-            file=sys.stderr,
-        )

@@ -5,13 +5,11 @@ localrules:
 
 rule mnist:
     output:
-        "resources/mnist.npz",
+        mnist="resources/mnist.npz",
     log:
         "resources/logs/mnist.log",
-    conda:
-        "../../environment.yml"
     params:
         source=config["data"]["source"],
         cache_dir="resources/downloads",
-    script:
-        "../scripts/fetch_mnist.py"
+    run:
+        stages.fetch_mnist(**output, **params, log_file=log[0])

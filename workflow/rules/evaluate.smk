@@ -1,81 +1,91 @@
+# C4: every trained model on the test set; the tables and figures that compare them.
+
+
 rule evaluate:
     input:
         data="resources/mnist.npz",
         model=TRAINED["model"],
     output:
-        f"{RUN}/models/{{model}}/eval.json",
+        result=f"{RUN}/models/{{model}}/eval.json",
     log:
         f"{RUN}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{RUN}/benchmarks/evaluate/{{model}}.tsv"
-    conda:
-        "../../environment.yml"
     threads: config["threads_per_job"]
     resources:
         gpu=GPU_JOBS,
     params:
-        evaluation=config["evaluation"],
+        settings=config["evaluation"],
         seed=config["seed"],
         device=config["device"],
-    script:
-        "../scripts/evaluate.py"
+    run:
+        stages.evaluate(
+            **input,
+            **output,
+            **params,
+            model_name=wildcards.model,
+            threads=threads,
+            log_file=log[0],
+        )
 
 
 rule evaluation_tables:
     input:
-        evaluations=expand(rules.evaluate.output[0], model=MODELS),
+        evaluations=expand(rules.evaluate.output.result, model=MODELS),
         histories=expand(TRAINED["history"], model=MODELS),
         timings=expand(TRAINED["timing"], model=MODELS),
     output:
-        evaluation=report(
-            f"{RUN}/tables/evaluation.csv",
-            caption="../report/evaluation.rst",
-            category="Training and evaluation",
+        evaluation=f"{RUN}/tables/evaluation.csv",
+        evaluation_html=shown(
+            f"{RUN}/tables/evaluation.html",
+            "evaluation",
+            "C4",
+            "Table: every model on the test set",
         ),
         burda=f"{RUN}/tables/burda_comparison.csv",
-        burda_markdown=report(
-            f"{RUN}/tables/burda_comparison.md",
-            caption="../report/burda_comparison.rst",
-            category="Training and evaluation",
+        burda_markdown=f"{RUN}/tables/burda_comparison.md",
+        burda_html=shown(
+            f"{RUN}/tables/burda_comparison.html",
+            "burda_comparison",
+            "C4",
+            "Table: ours beside Burda et al.",
         ),
-        histories=f"{RUN}/tables/histories.csv",
+        history=f"{RUN}/tables/histories.csv",
         training_times=f"{RUN}/tables/training_times.csv",
     log:
         f"{RUN}/logs/evaluation_tables.log",
     benchmark:
         f"{RUN}/benchmarks/evaluation_tables.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        models=MODELS,
-    script:
-        "../scripts/evaluation_tables.py"
+        model_names=MODELS,
+    run:
+        stages.evaluation_tables(**input, **output, **params, log_file=log[0])
 
 
 rule training_figures:
     input:
         evaluation=rules.evaluation_tables.output.evaluation,
-        histories=rules.evaluation_tables.output.histories,
+        history=rules.evaluation_tables.output.history,
     output:
-        curves=report(
+        curves=shown(
             f"{RUN}/figures/learning_curves.png",
-            caption="../report/learning_curves.rst",
-            category="Training and evaluation",
+            "learning_curves",
+            "C4",
+            "Figure: the bounds per epoch",
         ),
         curves_pdf=f"{RUN}/figures/learning_curves.pdf",
-        bounds=report(
+        bounds=shown(
             f"{RUN}/figures/bound_vs_k.png",
-            caption="../report/bound_vs_k.rst",
-            category="Training and evaluation",
+            "bound_vs_k",
+            "C4",
+            "Figure: the test bound against k",
         ),
         bounds_pdf=f"{RUN}/figures/bound_vs_k.pdf",
     log:
         f"{RUN}/logs/training_figures.log",
     benchmark:
         f"{RUN}/benchmarks/training_figures.tsv"
-    conda:
-        "../../environment.yml"
     params:
         style=config["plot"],
-    script:
-        "../scripts/training_figures.py"
+    run:
+        stages.training_figures(**input, **output, **params, log_file=log[0])

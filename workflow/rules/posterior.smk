@@ -1,42 +1,43 @@
+# C1, Figure 1: q_IW of the synthetic 2D target against its true posterior.
+
+
 rule posterior_grid:
     output:
         arrays=f"{RUN}/figures/posterior_synthetic.npz",
-        distances=report(
-            f"{RUN}/tables/qiw_distance_synthetic.csv",
-            caption="../report/qiw_distance.rst",
-            category="Figure 1: synthetic posterior",
+        distances=f"{RUN}/tables/qiw_distance_synthetic.csv",
+        distances_html=shown(
+            f"{RUN}/tables/qiw_distance_synthetic.html",
+            "qiw_distance",
+            "C1",
+            "Table: distance from q_IW to the posterior",
         ),
     log:
         f"{RUN}/logs/posterior_grid.log",
     benchmark:
         f"{RUN}/benchmarks/posterior_grid.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        posterior=config["posterior"],
+        settings=config["posterior"],
         seed=config["seed"],
-    script:
-        "../scripts/posterior_grid.py"
+    run:
+        stages.posterior_grid(**output, **params, log_file=log[0])
 
 
 rule posterior_figure:
     input:
         arrays=rules.posterior_grid.output.arrays,
     output:
-        png=report(
-            f"{RUN}/figures/posterior_synthetic.png",
-            caption="../report/posterior.rst",
-            category="Figure 1: synthetic posterior",
+        **figure(
+            "posterior_synthetic",
+            "posterior",
+            "C1",
+            "Figure 1: the true posterior and q_IW",
         ),
-        pdf=f"{RUN}/figures/posterior_synthetic.pdf",
     log:
         f"{RUN}/logs/posterior_figure.log",
     benchmark:
         f"{RUN}/benchmarks/posterior_figure.tsv"
-    conda:
-        "../../environment.yml"
     params:
         figure_k=config["posterior"]["figure_k"],
         style=config["plot"],
-    script:
-        "../scripts/posterior_figure.py"
+    run:
+        stages.posterior_figure(**input, **output, **params, log_file=log[0])

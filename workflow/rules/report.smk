@@ -1,5 +1,25 @@
+# Provenance: the resolved config, the manifest, the executed notebook and the report of the run.
+
+
+rule run_config:
+    output:
+        resolved=shown(
+            f"{RUN}/config.yaml",
+            "run_config",
+            "provenance",
+            "Config: every setting of this run",
+        ),
+    log:
+        f"{RUN}/logs/run_config.log",
+    params:
+        config=config,
+    run:
+        stages.run_config(**output, **params, log_file=log[0])
+
+
 # Every artifact of the run; the manifest hashes them and the notebook shows them.
 ARTIFACTS = [
+    *rules.run_config.output,
     *rules.posterior_grid.output,
     *rules.posterior_figure.output,
     *rules.identity.output,
@@ -27,38 +47,57 @@ rule manifest:
         models=expand(TRAINED["model"], model=MODELS),
         artifacts=ARTIFACTS,
     output:
-        report(
+        manifest=shown(
             f"{RUN}/manifest.json",
-            caption="../report/manifest.rst",
-            category="Provenance",
+            "manifest",
+            "provenance",
+            "Manifest: code, config, versions, hashes",
         ),
     log:
         f"{RUN}/logs/manifest.log",
-    conda:
-        "../../environment.yml"
     params:
         config=config,
-    script:
-        "../scripts/manifest.py"
+    run:
+        stages.manifest(**input, **output, **params, log_file=log[0])
 
 
 rule notebook:
     input:
         notebook="notebooks/explore_run.ipynb",
-        manifest=rules.manifest.output[0],
+        manifest=rules.manifest.output.manifest,
     output:
-        report(
+        html=shown(
             f"{RUN}/notebook.html",
-            caption="../report/notebook.rst",
-            category="Provenance",
+            "notebook",
+            "provenance",
+            "Notebook: the run explored",
         ),
     log:
         f"{RUN}/logs/notebook.log",
-    conda:
-        "../../environment.yml"
+    run:
+        stages.notebook(**input, **output, log_file=log[0])
+
+
+# The report of the whole run: its inputs are every artifact, so a run of some targets only
+# never rewrites it, and a complete run rebuilds it when anything in it changed (captions
+# included). `snakemake --forcerun html_report` rebuilds it on request.
+rule html_report:
+    input:
+        ARTIFACTS,
+        rules.manifest.output,
+        rules.notebook.output,
+        captions=sorted(glob.glob("workflow/report/*.rst")),
+        resolved_config=rules.run_config.output.resolved,
+    output:
+        report=f"{RUN}/report.html",
+    log:
+        f"{RUN}/logs/report.log",
     params:
-        run_dir=lambda wildcards, output: os.path.dirname(output[0]),
-        python=sys.executable,  # the environment that runs Snakemake has nbconvert
-    shell:
-        "RIWAE_RUN_DIR=$(pwd)/{params.run_dir} {params.python} -m jupyter nbconvert --to html --execute "
-        "{input.notebook} --output-dir {params.run_dir} --output notebook > {log} 2>&1"
+        snakefile=os.path.relpath(workflow.main_snakefile),
+    run:
+        stages.html_report(
+            resolved_config=input.resolved_config,
+            **output,
+            **params,
+            log_file=log[0],
+        )

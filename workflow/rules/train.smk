@@ -15,7 +15,7 @@ for group, members in GROUPS.items():
         name:
             f"train_{group}"
         input:
-            "resources/mnist.npz",
+            mnist="resources/mnist.npz",
         output:
             models=expand(TRAINED["model"], model=members),
             histories=expand(TRAINED["history"], model=members),
@@ -24,8 +24,6 @@ for group, members in GROUPS.items():
             f"{RUN}/logs/train/{group}.log",
         benchmark:
             f"{RUN}/benchmarks/train/{group}.tsv"
-        conda:
-            "../../environment.yml"
         threads: config["threads_per_job"]
         resources:
             gpu=GPU_JOBS,
@@ -33,8 +31,8 @@ for group, members in GROUPS.items():
             settings=[train_settings(model) for model in members],
             checkpoint=f"{RUN}/checkpoints/{group}.pt",
             device=config["device"],
-        script:
-            "../scripts/train.py"
+        run:
+            stages.train(**input, **output, **params, threads=threads, log_file=log[0])
 
     overwritten = workflow.resource_settings.overwrite_resources
     if "train" in overwritten and f"train_{group}" not in overwritten:

@@ -1,0 +1,569 @@
+"""The pipeline's stages: what each Snakemake rule reads, computes (with the rest of the
+library) and writes. Each rule's `run:` block calls one function here with the rule's named
+inputs, outputs and params, its log file and, for the heavy ones, its thread count.
+
+The Snakefile imports this module on every Snakemake call, dry runs included, so each stage
+imports the heavy libraries (torch, pandas, matplotlib) itself, when it runs.
+"""
+
+import functools
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from riwae.html_tables import frame_page, markdown_page
+from riwae.io import (
+    UserError,
+    read_npz,
+    start_log,
+    write_csv,
+    write_json,
+    write_npz,
+    write_text,
+)
+
+
+def stage(function):
+    """A stage: a problem the user can fix (``UserError``: a damaged or missing input, a
+    non-finite training bound) stops it with its one sentence, in the stage's log and in
+    Snakemake's error, without a traceback."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except UserError as error:
+            logging.getLogger("riwae").error("%s", error)
+            raise WorkflowError(str(error)) from None
+
+    return run
+
+
+@stage
+def fetch_mnist(mnist, source, cache_dir, log_file):
+    from riwae.data import prepare_mnist
+
+    log = start_log(log_file)
+    hashes = prepare_mnist(source, cache_dir, mnist)
+    for name, digest in hashes.items():
+        log.info("%s sha256 %s (verified)", name, digest)
+
+
+@stage
+def train(mnist, models, histories, timings, settings, checkpoint, device, threads, log_file):
+    """C4's models: one group of models trained as one stacked network (riwae.train)."""
+    import torch
+
+    from riwae.data import load_mnist
+    from riwae.io import delete_torch
+    from riwae.train import TrainSettings, resolve_device, save_model, train_group
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    members = [TrainSettings(**s) for s in settings]
+    device = resolve_device(device)
+    data = load_mnist(mnist)
+    log.info("training %s together on %s", ", ".join(s.name for s in members), device)
+    for member in members:
+        log.info("%s: %s", member.name, member)
+    trained, member_histories, timing = train_group(
+        members, data["train_images"], data["test_images"], device, checkpoint
+    )
+    log.info("wall time per epoch:\n%s", timing.to_string(index=False))
+    for i, (member, model, history) in enumerate(
+        zip(members, trained, member_histories, strict=True)
+    ):
+        log.info("%s history:\n%s", member.name, history.to_string(index=False))
+        write_csv(histories[i], history)
+        write_csv(timings[i], timing)
+        save_model(models[i], model, member, device)
+    delete_torch(checkpoint)  # the finished models replace the checkpoint
+
+
+@stage
+def posterior_grid(arrays, distances, distances_html, settings, seed, log_file):
+    """Figure 1's data: q_IW of the synthetic target on a grid, and its distance to the
+    posterior for each k."""
+    from riwae.grid import square_grid
+    from riwae.posterior import synthetic_posterior
+    from riwae.targets import cremer2d_target
+
+    log = start_log(log_file)
+    target, proposal = cremer2d_target()
+    grid = square_grid(settings["grid_limit"], settings["grid_size"])
+    grid_arrays, table = synthetic_posterior(
+        target,
+        proposal,
+        grid,
+        settings["figure_k"],
+        settings["distance_k"],
+        settings["sample_sets"],
+        seed,
+    )
+    log.info("q_IW against the true posterior on the grid:\n%s", table.to_string(index=False))
+    write_npz(arrays, grid_arrays)
+    write_csv(distances, table)
+    title = "Distance from q_IW to the true posterior (synthetic 2D target)"
+    write_text(distances_html, frame_page(table, title))
+
+
+@stage
+def posterior_figure(arrays, png, pdf, figure_k, style, log_file):
+    from riwae.plots import posterior_panels, save_figure
+
+    log = start_log(log_file)
+    save_figure(posterior_panels(read_npz(arrays), figure_k, style), [png, pdf], style["dpi"])
+    log.info("wrote %s and %s", png, pdf)
+
+
+@stage
+def identity(
+    data,
+    models,
+    qiw_distances,
+    check,
+    table,
+    table_html,
+    settings,
+    model_names,
+    seed,
+    threads,
+    log_file,
+):
+    """C3: both sides of the identity per sample set, on the synthetic target and on every
+    trained model; a difference above the tolerance fails the stage."""
+    import pandas as pd
+    import torch
+
+    from riwae.checks import (
+        identity_markdown,
+        model_identity,
+        off_by_one_markdown,
+        synthetic_identity,
+    )
+    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.targets import cremer2d_target
+    from riwae.train import load_model
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    ks, tolerance = settings["k"], settings["tolerance"]
+    target, proposal = cremer2d_target()
+    sections = [
+        {
+            "case": "synthetic 2D target",
+            "log_evidence": target.log_evidence,
+            "rows": synthetic_identity(
+                target, proposal, ks, settings["sample_sets"], tolerance, seed
+            ),
+        }
+    ]
+    test = load_mnist(data)["test_images"][: settings["model_images"]]
+    images = BinarizedMNIST(test).fixed(seed=seed)
+    for name, path in zip(model_names, models, strict=True):
+        model, _ = load_model(path)
+        rows = model_identity(model, images, ks, settings["model_sample_sets"], tolerance, seed)
+        sections.append({"case": name, "rows": rows})
+        log.info("%s done", name)
+
+    failures = [(s["case"], r["k"]) for s in sections for r in s["rows"] if not r["passed"]]
+    write_json(check, {"passed": not failures, "sections": sections})
+    markdown = "\n".join(
+        f"## {s['case']}\n\n{identity_markdown(s['rows'], s.get('log_evidence'))}" for s in sections
+    )
+    markdown += "\n" + off_by_one_markdown(pd.read_csv(qiw_distances))
+    write_text(table, "# L_IWAE[q] = L_VAE[q_IW]\n\n" + markdown)
+    write_text(table_html, markdown_page(markdown, "L_IWAE[q] = L_VAE[q_IW], per sample set"))
+    log.info("\n%s", markdown)
+    if failures:
+        sentence = (
+            "Identity check failed for "
+            + ", ".join(f"{case} at k = {k}" for case, k in failures)
+            + f": the largest difference exceeds the tolerance {tolerance:g}."
+        )
+        log.error(sentence)
+        raise WorkflowError(sentence)
+
+
+@stage
+def marginal(data, models, table, markdown, html, settings, model_names, seed, threads, log_file):
+    """C3: the marginal q_IW among the bounds, for the synthetic target and test digits
+    under each 2D model."""
+    import pandas as pd
+    import torch
+
+    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.grid import fitted_grid, square_grid
+    from riwae.marginal import marginal_markdown, marginal_ordering
+    from riwae.targets import ModelPosterior, cremer2d_target
+    from riwae.train import load_model
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    common = dict(
+        ks=settings["k"],
+        sample_sets=settings["sample_sets"],
+        replicates=settings["replicates"],
+        bound_sets=settings["bound_sets"],
+        generator=torch.Generator().manual_seed(seed),
+    )
+    target, proposal = cremer2d_target()
+    grid = square_grid(settings["grid_limit"], settings["grid_size"])
+    frames = [
+        pd.DataFrame(marginal_ordering(target, proposal, grid, **common)).assign(
+            case="synthetic 2D target", image=-1
+        )
+    ]
+    test = load_mnist(data)["test_images"]
+    indices = chosen_images(settings["digits"], len(test), seed)
+    images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
+    for name, path in zip(model_names, models, strict=True):
+        model = load_model(path)[0].double()
+        for index, x in zip(indices, images, strict=True):
+            posterior = ModelPosterior(model, x)
+            q = posterior.proposal()
+            grid = fitted_grid(
+                [posterior.log_joint, q.log_prob], settings["grid_limit"], settings["grid_size"]
+            )
+            rows = marginal_ordering(posterior, q, grid, **common)
+            frames.append(pd.DataFrame(rows).assign(case=name, image=index))
+            log.info("%s, test image %d done", name, index)
+    result = pd.concat(frames, ignore_index=True)
+    write_csv(table, result)
+    text = marginal_markdown(result)
+    write_text(markdown, text)
+    write_text(html, markdown_page(text, "The marginal q_IW among the bounds"))
+    log.info("\n%s", text)
+
+
+@stage
+def marginal_figure(table, png, pdf, style, log_file):
+    import pandas as pd
+
+    from riwae.plots import marginal_bounds, save_figure
+
+    log = start_log(log_file)
+    save_figure(marginal_bounds(pd.read_csv(table), style), [png, pdf], style["dpi"])
+    log.info("wrote %s", png)
+
+
+@stage
+def evaluate(data, model, result, settings, seed, device, model_name, threads, log_file):
+    """C4: the test log-likelihood, the IWAE bounds and the active units of one model."""
+    import torch
+
+    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.evaluate import evaluate_model
+    from riwae.train import load_model, resolve_device
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    device = resolve_device(device)
+    vae, state = load_model(model, device)
+    test = load_mnist(data)["test_images"][: settings["test_images"]]
+    # The test images binarised once with a fixed seed: every model sees the same ones.
+    x = BinarizedMNIST(test, device).fixed(seed=seed)
+    numbers = evaluate_model(vae, x, settings["ll_k"], settings["bound_k"], seed)
+    record = {"model": model_name, **state["settings"], "device": str(device), **numbers}
+    log.info(
+        "%s", {key: value for key, value in record.items() if key != "posterior_mean_variances"}
+    )
+    write_json(result, record)
+
+
+@stage
+def evaluation_tables(
+    evaluations,
+    histories,
+    timings,
+    evaluation,
+    evaluation_html,
+    burda,
+    burda_markdown,
+    burda_html,
+    history,
+    training_times,
+    model_names,
+    log_file,
+):
+    """C4: every model's evaluation in one table, beside Burda et al.'s Table 1."""
+    from riwae import tables
+
+    log = start_log(log_file)
+    table, long_histories = tables.evaluation_table(evaluations, histories)
+    comparison = tables.burda_comparison(table)
+    write_csv(evaluation, table)
+    write_text(evaluation_html, frame_page(table, "Every model on the test set"))
+    write_csv(history, long_histories)
+    write_csv(training_times, tables.training_times(model_names, timings))
+    write_csv(burda, comparison)
+    markdown = tables.burda_markdown(comparison)
+    write_text(burda_markdown, markdown)
+    title = "Our burda1 models beside Burda et al.'s Table 1 (test NLL)"
+    write_text(burda_html, markdown_page(markdown, title))
+    log.info("evaluation:\n%s\n\n%s", table.to_string(index=False), markdown)
+
+
+@stage
+def training_figures(evaluation, history, curves, curves_pdf, bounds, bounds_pdf, style, log_file):
+    import pandas as pd
+
+    from riwae.plots import bound_vs_k, learning_curves, save_figure
+
+    log = start_log(log_file)
+    save_figure(learning_curves(pd.read_csv(history), style), [curves, curves_pdf], style["dpi"])
+    save_figure(bound_vs_k(pd.read_csv(evaluation), style), [bounds, bounds_pdf], style["dpi"])
+    log.info("wrote the learning curves and the bound-against-k figure")
+
+
+@stage
+def reconstruct(
+    data, models, arrays, metric, metric_html, settings, model_names, seed, threads, log_file
+):
+    """C2: decodes of q and q_IW draws for Figure 2, and the metric over the test set."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.reconstruct import decode_means, q_and_qiw_draws, reconstruction_metric
+    from riwae.train import load_model
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    test = BinarizedMNIST(load_mnist(data)["test_images"]).fixed(seed=seed)
+    k = settings["reconstruction_k"]
+    indices = torch.tensor(chosen_images(settings["reconstruction_digits"], len(test), seed))
+    rows, figure_arrays = [], {}
+    for name, path in zip(model_names, models, strict=True):
+        model = load_model(path)[0]
+        numbers = reconstruction_metric(model, test, k, settings["metric_draws"], seed)
+        rows += [{"model": name, "k": k, "test_images": len(test), **row} for row in numbers]
+        if name == settings["reconstruction_model"]:
+            generator = torch.Generator().manual_seed(seed)
+            z_q, z_qiw = q_and_qiw_draws(
+                model, test[indices], settings["reconstruction_draws"], k, generator
+            )
+            figure_arrays = {
+                "real": test[indices].reshape(-1, 28, 28).numpy(),
+                "from_q": decode_means(model, z_q).transpose(0, 1).numpy(),
+                "from_qiw": decode_means(model, z_qiw).transpose(0, 1).numpy(),
+                "indices": indices.numpy(),
+                "model": np.array(name),
+            }
+    table = pd.DataFrame(rows)
+    log.info("reconstruction metric over the test set:\n%s", table.to_string(index=False))
+    write_csv(metric, table)
+    title = "Decodes of draws from q and from q_IW over the test set"
+    write_text(metric_html, frame_page(table, title))
+    write_npz(arrays, figure_arrays)
+
+
+@stage
+def reconstruction_figure(arrays, png, pdf, style, log_file):
+    from riwae.plots import reconstructions, save_figure
+
+    log = start_log(log_file)
+    figure_arrays = read_npz(arrays)
+    figure = reconstructions(
+        figure_arrays["real"], figure_arrays["from_q"], figure_arrays["from_qiw"], style
+    )
+    save_figure(figure, [png, pdf], style["dpi"])
+    log.info("wrote %s", png)
+
+
+@stage
+def digit_posteriors(data, model, arrays, settings, ks, seed, threads, log_file):
+    """True posteriors and q_IW of test digits under one 2D model, each on its own grid."""
+    import torch
+
+    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.posterior import digit_posterior_arrays, flatten_digits
+    from riwae.train import load_model
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    test = load_mnist(data)["test_images"]
+    indices = chosen_images(settings["posterior_digits"], len(test), seed)
+    images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
+    digits = digit_posterior_arrays(
+        load_model(model)[0].double(),
+        images,
+        indices,
+        ks,
+        settings["posterior_grid_limit"],
+        settings["posterior_grid_size"],
+        settings["posterior_sample_sets"],
+        torch.Generator().manual_seed(seed),
+    )
+    write_npz(arrays, flatten_digits(digits))
+    log.info("posteriors of test images %s on their grids", indices)
+
+
+@stage
+def digit_posteriors_figure(arrays, png, pdf, ks, style, model_name, log_file):
+    from riwae.plots import digit_posteriors, save_figure
+    from riwae.posterior import unflatten_digits
+
+    log = start_log(log_file)
+    digits = unflatten_digits(read_npz(arrays))
+    title = f"{model_name}: true posterior and $q_{{IW}}$ of test digits"
+    save_figure(digit_posteriors(digits, ks, title, style), [png, pdf], style["dpi"])
+    log.info("wrote %s", png)
+
+
+@stage
+def latent_space(data, model, arrays, settings, seed, threads, log_file):
+    """The 2D latent space of one model: posterior means of the test images, and decodes
+    over the region they cover."""
+    import torch
+
+    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.reconstruct import latent_space_arrays
+    from riwae.train import load_model
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    mnist = load_mnist(data)
+    x = BinarizedMNIST(mnist["test_images"]).fixed(seed=seed)
+    space = latent_space_arrays(
+        load_model(model)[0], x, mnist["test_labels"], settings["manifold_size"]
+    )
+    write_npz(arrays, space)
+    log.info("latent region %s", space["extent"])
+
+
+@stage
+def latent_space_figure(arrays, png, pdf, style, model_name, log_file):
+    from riwae.plots import latent_space, save_figure
+
+    log = start_log(log_file)
+    space = read_npz(arrays)
+    figure = latent_space(
+        space["means"],
+        space["labels"],
+        space["manifold"],
+        tuple(space["extent"]),
+        f"{model_name}: the 2D latent space",
+        style,
+    )
+    save_figure(figure, [png, pdf], style["dpi"])
+    log.info("wrote %s", png)
+
+
+@stage
+def appendix(arrays, settings, seed, log_file):
+    """C5: SVI and W-SVI fits to the trimodal 1D posterior, and q_IW samples of each."""
+    from riwae.appendix import appendix_arrays
+
+    log = start_log(log_file)
+    fits = appendix_arrays(
+        settings["k"],
+        settings["steps"],
+        settings["sample_sets"],
+        settings["lr"],
+        settings["draws"],
+        seed,
+    )
+    write_npz(arrays, fits)
+    for key in sorted(k for k in fits if k.endswith("_q")):
+        log.info("%s: mean %.3f, log-variance %.3f", key, *fits[key])
+
+
+@stage
+def appendix_figure(arrays, png, pdf, style, log_file):
+    from riwae.plots import appendix_1d, save_figure
+
+    log = start_log(log_file)
+    save_figure(appendix_1d(read_npz(arrays), style), [png, pdf], style["dpi"])
+    log.info("wrote %s", png)
+
+
+@stage
+def manifest(data, models, artifacts, manifest, config, log_file):
+    from riwae.data import ARRAY_SHA256
+    from riwae.provenance import build_manifest
+
+    log = start_log(log_file)
+    record = build_manifest(config, Path(manifest).parent, data, models, artifacts)
+    record["data"]["arrays_sha256"] = ARRAY_SHA256  # verified whenever the data are loaded
+    write_json(manifest, record)
+    log.info("manifest of %d artifacts, commit %s", len(record["artifacts"]), record["git"])
+
+
+@stage
+def notebook(notebook, manifest, html, log_file):
+    """The exploration notebook executed on the run folder, as HTML."""
+    run_dir = Path(html).parent
+    command = [
+        sys.executable,  # the environment that runs Snakemake has nbconvert
+        *("-m", "jupyter", "nbconvert", "--to", "html", "--execute", notebook),
+        *("--output-dir", str(run_dir), "--output", Path(html).stem),
+    ]
+    environment = {**os.environ, "RIWAE_RUN_DIR": str(run_dir.resolve())}
+    with open(log_file, "w") as output:
+        result = subprocess.run(command, env=environment, stdout=output, stderr=output)
+    if result.returncode != 0:
+        raise WorkflowError(
+            f"Executing {notebook} on {run_dir} failed; its output is in {log_file}."
+        )
+
+
+@stage
+def run_config(resolved, config, log_file):
+    """The run's config as Snakemake resolved it: every config file and --config merged."""
+    import yaml
+
+    log = start_log(log_file)
+    write_text(resolved, yaml.safe_dump(config, sort_keys=False))
+    log.info("wrote %s", resolved)
+
+
+@stage
+def html_report(report, resolved_config, snakefile, log_file):
+    """Snakemake's self-contained HTML report of the run, made by Snakemake itself from the
+    run's resolved config. A report that cannot be made fails the stage, naming the cause."""
+    command = [
+        *(sys.executable, "-m", "snakemake", "--snakefile", snakefile),
+        *("--configfile", resolved_config, "--report", report, "--nolock"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    Path(log_file).write_text(f"{' '.join(command)}\n\n{result.stdout}{result.stderr}")
+    if result.returncode != 0:
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        raise WorkflowError(
+            f"Could not write the report {report}: {' '.join(lines[-4:])} (the whole output of "
+            f"`snakemake --report` is in {log_file})."
+        )
+
+
+@stage
+def estimator_comparison(
+    evaluation, reconstruction, posteriors, table, markdown, html, models_2d, log_file
+):
+    """Models that differ only in their gradient estimator, side by side (riwae.tables)."""
+    import pandas as pd
+
+    from riwae.posterior import unflatten_digits
+    from riwae.tables import estimator_comparison, estimator_markdown
+
+    log = start_log(log_file)
+    metric = (
+        pd.read_csv(reconstruction)
+        if reconstruction
+        else pd.DataFrame(columns=["model", "source", "log_p_x_given_z"])
+    )
+    digits = {
+        name: unflatten_digits(read_npz(path))
+        for name, path in zip(models_2d, posteriors, strict=True)
+    }
+    compared = estimator_comparison(pd.read_csv(evaluation), metric, digits)
+    text = estimator_markdown(compared)
+    write_csv(table, compared)
+    write_text(markdown, text)
+    write_text(html, markdown_page(text, "Gradient estimators compared"))
+    log.info("gradient estimators compared:\n%s", text)

@@ -7,6 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are written to files; no display is needed
 
+import re
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -29,26 +31,31 @@ def save_figure(fig, paths, dpi: int) -> None:
     plt.close(fig)
 
 
-# How a model looks in every figure: colour by objective and k, marker by architecture.
+# How a model looks in every figure: colour by objective, estimator and k, marker by
+# architecture.
 K1_COLOUR = "0.3"  # at k = 1 VAE and IWAE coincide: one grey
 OBJECTIVE_COLOURS = {"vae": "Blues", "iwae": "Reds"}
-ARCH_MARKERS = {"burda1": "o", "cremer2d": "s"}
+ESTIMATOR_COLOURS = {"stl": "Greens", "dreg": "Purples"}  # other than the plain gradient
+ARCH_MARKERS = {"burda1": "o", "burda2": "^", "cremer2d": "s"}
+MODEL_NAME = re.compile(r"(?P<arch>.+)-(?P<objective>vae|iwae)-k(?P<k>\d+)(-(?P<estimator>\w+))?")
 
 
 def model_parts(model: str) -> tuple[str, str, int]:
-    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>``."""
-    arch, objective, k = model.rsplit("-", 2)
-    return arch, objective, int(k.removeprefix("k"))
+    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>[-<estimator>]``."""
+    parts = MODEL_NAME.fullmatch(model)
+    return parts["arch"], parts["objective"], int(parts["k"])
 
 
 def model_colour(model: str):
     """The colour of a model in every figure: VAEs blue, IWAEs red, darker for larger k (the
-    same shade for the same k, k = 100 and above darkest); k = 1 grey."""
+    same shade for the same k, k = 100 and above darkest); k = 1 grey; models trained with
+    STL green, with DReG purple."""
     _, objective, k = model_parts(model)
-    if k == 1:
+    estimator = MODEL_NAME.fullmatch(model)["estimator"]
+    if k == 1 and estimator is None:
         return K1_COLOUR
     shade = 0.45 + 0.45 * min(np.log(k) / np.log(100), 1.0)
-    return plt.get_cmap(OBJECTIVE_COLOURS[objective])(shade)
+    return plt.get_cmap(ESTIMATOR_COLOURS.get(estimator, OBJECTIVE_COLOURS[objective]))(shade)
 
 
 def model_marker(model: str) -> str:

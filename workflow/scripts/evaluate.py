@@ -1,6 +1,6 @@
 import torch
 
-from riwae.data import BinarizedMNIST, load_mnist
+from riwae.data import evaluation_images
 from riwae.evaluate import evaluate_model
 from riwae.io import start_log, write_json
 from riwae.train import load_model, resolve_device
@@ -10,9 +10,8 @@ torch.set_num_threads(snakemake.threads)
 settings = snakemake.params.evaluation
 device = resolve_device(snakemake.params.device)
 model, state = load_model(snakemake.input.model, device)
-test = load_mnist(snakemake.input.data)["test_images"][: settings["test_images"]]
 # The test images binarised once with a fixed seed: every model sees the same ones.
-x = BinarizedMNIST(test, device).fixed(seed=snakemake.params.seed)
+x = evaluation_images(snakemake.input.data, settings["test_images"], snakemake.params.seed, device)
 result = evaluate_model(model, x, settings["ll_k"], settings["bound_k"], snakemake.params.seed)
 result = {"model": snakemake.wildcards.model, **state["settings"], "device": str(device), **result}
 log.info("%s", {key: value for key, value in result.items() if key != "posterior_mean_variances"})

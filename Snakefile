@@ -15,6 +15,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/identity.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/exact_loglik.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -23,6 +23,7 @@ include: "workflow/rules/digit_posteriors.smk"
 include: "workflow/rules/latent_space.smk"
 include: "workflow/rules/appendix.smk"
 include: "workflow/rules/estimators.smk"
+include: "workflow/rules/exact_loglik.smk"
 include: "workflow/rules/report.smk"
 
 

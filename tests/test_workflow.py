@@ -118,6 +118,7 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
         "digit_posteriors_figure",
         "latent_space_figure",
         "appendix_figure",
+        "exact_loglik_figure",
     }
     # The manifest hashes the new figures, the notebook and the report show them: all follow.
     assert planned == figures | {"run_config", "manifest", "notebook", "html_report", "all"}, stats
@@ -171,6 +172,7 @@ def test_bad_config_value_stops_with_one_sentence(smoke_run, override, fragment)
             [{"arch": "burda2", "objective": "iwae", "k": 5, "estimator": "dreg"}],
             "models[0]: Estimator dreg is implemented for one stochastic layer only",
         ),
+        (("exact", "grid_size"), 24, "exact.grid_size: 24 is even; use an odd number"),
     ],
 )
 def test_bad_nested_config_value_stops_with_one_sentence(
@@ -257,6 +259,33 @@ def test_real_digit_posteriors_are_normalised(smoke_run):
     assert np.exp(grid.log_integral(log_posterior)) == pytest.approx(1.0, abs=1e-9)
     q = torch.from_numpy(digit["log_qiw_k1"]).reshape(-1)
     assert np.exp(grid.log_integral(q)) == pytest.approx(1.0, abs=0.02)
+
+
+def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_run):
+    from riwae.posterior import unflatten_digits
+
+    summary = pd.read_csv(smoke_run / SMOKE / "tables/exact_loglik.csv")
+    models = ["cremer2d-iwae-k5", "cremer2d-vae-k1"]
+    assert list(summary.model) == models
+    assert (summary.test_images == 20).all() and (summary.ll_k == 50).all()
+    per_image = pd.read_csv(smoke_run / SMOKE / "tables/exact_loglik_per_image.csv")
+    # Every image's quadrature is stable under refining, and its grid holds the mass.
+    assert (per_image.refinement.abs() <= 1e-3).all()
+    assert (per_image.border_share < np.log(1e-4)).all()
+    for name in models:
+        evaluation = json.loads((smoke_run / SMOKE / f"models/{name}/eval.json").read_text())
+        mine = per_image[per_image.model == name]
+        assert list(mine.image) == list(range(20))
+        assert list(mine.estimate) == pytest.approx(evaluation["log_likelihood_per_image"])
+        # The estimate is a lower bound in expectation: on average not above log p(x).
+        assert mine.difference.mean() > -3 * mine.difference.std() / np.sqrt(20)
+    markdown = (smoke_run / SMOKE / "tables/exact_loglik.md").read_text()
+    assert "| cremer2d-iwae-k5 | 20 |" in markdown and "Quadrature checks" in markdown
+    with np.load(smoke_run / SMOKE / "figures/exact_loglik.npz") as arrays:
+        panels = unflatten_digits(arrays)
+    assert [str(p["model"]) for p in panels] == [models[0]] * 2 + [models[1]] * 2
+    for suffix in ("png", "pdf"):
+        assert (smoke_run / SMOKE / f"figures/exact_loglik.{suffix}").stat().st_size > 10_000
 
 
 def test_manifest_records_the_run_and_hashes_every_artifact(smoke_run):

@@ -240,3 +240,12 @@ def chosen_images(count: int, n: int, seed: int) -> list[int]:
     """The first ``count`` indices of a seeded permutation of ``n`` images: the test digits
     of every figure and check, so the same seed shows the same digits everywhere."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()
+
+
+def evaluation_images(
+    path: str | Path, count: int, seed: int, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """The first ``count`` test images binarised once with ``seed`` on ``device``: the images
+    every evaluation of a run uses (the device matters: its generator draws the pixels)."""
+    test = load_mnist(path)["test_images"][:count]
+    return BinarizedMNIST(test, device).fixed(seed=seed)

@@ -13,7 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+from matplotlib.ticker import (
+    FuncFormatter,  # noqa: E402
+    MaxNLocator,  # noqa: E402
+)
 from torchvision.utils import make_grid  # noqa: E402
 
 from riwae.appendix import gaussian_density  # noqa: E402
@@ -449,4 +453,89 @@ def appendix_1d(arrays: dict[str, np.ndarray], style: dict):
     fig.legend(
         handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False
     )
+    return fig
+
+
+def exact_loglik(per_image, panels: list[dict], style: dict):
+    """One row per 2D model. First: histogram over test images of log p(x) (quadrature)
+    minus the k-sample estimate (log-scale counts), with dashed marks at -1 and 1 nat.
+    Then, for the images where that difference is largest: the binarised digit, and its
+    true posterior p(z|x) (filled contours, on the grid fitted to it) with q(z|x)'s 1, 2
+    and 3 standard-deviation ellipses and mean (red)."""
+    sns.set_theme(style="white", context=style.get("context", "paper"))
+    models = list(dict.fromkeys(per_image.model))
+    shown = max([sum(str(p["model"]) == m for p in panels) for m in models] + [0])
+    size = style.get("panel_size", 2.6) * 0.85
+    columns = 1 + 2 * shown
+    fig, axes = plt.subplots(
+        len(models),
+        columns,
+        figsize=(size * (columns + 0.6), size * len(models)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.6] + [0.6, 1] * shown},
+    )
+    for row, model in zip(axes, models, strict=True):
+        frame = per_image[per_image.model == model]
+        hist = row[0]
+        hist.hist(frame.difference, bins=40, color="tab:blue")
+        for nats in (-1.0, 1.0):  # the 1-nat marks, where the differences reach them
+            if frame.difference.min() < nats < frame.difference.max():
+                hist.axvline(nats, color="tab:red", linestyle="--", linewidth=1)
+        hist.set_yscale("log")
+        hist.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        hist.set_xlabel(f"log p(x) - estimate (k = {int(frame.ll_k.iloc[0])}), nats")
+        hist.set_ylabel("test images")
+        hist.set_title(f"{model}\nmean {frame.difference.mean():.3f} nats", fontsize="medium")
+        mine = [p for p in panels if str(p["model"]) == model]
+        for i in range(shown):
+            digit_ax, density_ax = row[1 + 2 * i], row[2 + 2 * i]
+            if i >= len(mine):
+                digit_ax.set_visible(False)
+                density_ax.set_visible(False)
+                continue
+            panel = mine[i]
+            digit_ax.imshow(panel["image"], cmap="gray", vmin=0, vmax=1)
+            digit_ax.set_xticks([])
+            digit_ax.set_yticks([])
+            digit_ax.set_title(f"test image {int(panel['index'])}", fontsize="small")
+            density = np.exp(panel["log_posterior"])
+            levels = style.get("levels", 8)
+            density_ax.contourf(
+                panel["x_axis"],
+                panel["y_axis"],
+                density,
+                # From one level up: the grid's near-zero background stays blank.
+                levels=np.linspace(0, density.max(), levels + 1)[1:],
+                cmap=style.get("cmap", "Blues"),
+            )
+            mean, std = panel["q_mean"], panel["q_std"]
+            for radius in (1, 2, 3):
+                density_ax.add_patch(
+                    Ellipse(
+                        tuple(mean),
+                        2 * radius * std[0],
+                        2 * radius * std[1],
+                        fill=False,
+                        color="tab:red",
+                        linewidth=0.8,
+                    )
+                )
+            density_ax.plot(*mean, marker="+", color="tab:red")
+            # Wide enough for the posterior's grid and q's 2-std box both.
+            density_ax.set_xlim(
+                min(panel["x_axis"][0], mean[0] - 2 * std[0]),
+                max(panel["x_axis"][-1], mean[0] + 2 * std[0]),
+            )
+            density_ax.set_ylim(
+                min(panel["y_axis"][0], mean[1] - 2 * std[1]),
+                max(panel["y_axis"][-1], mean[1] + 2 * std[1]),
+            )
+            density_ax.set_title(
+                f"log p(x) {float(panel['exact']):.1f}\nestimate {float(panel['estimate']):.1f}",
+                fontsize="small",
+            )
+            density_ax.set_xlabel("$z_1$")
+            density_ax.locator_params(nbins=4)
+            density_ax.tick_params(labelsize="x-small")
+    fig.tight_layout()
     return fig

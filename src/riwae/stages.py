@@ -17,6 +17,7 @@ from snakemake.exceptions import WorkflowError
 
 from riwae.html_tables import frame_page, markdown_page
 from riwae.io import (
+    DataError,
     UserError,
     read_npz,
     start_log,
@@ -256,7 +257,7 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
     """C4: the test log-likelihood, the IWAE bounds and the active units of one model."""
     import torch
 
-    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.data import evaluation_images
     from riwae.evaluate import evaluate_model
     from riwae.train import load_model, resolve_device
 
@@ -264,9 +265,7 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
     torch.set_num_threads(threads)
     device = resolve_device(device)
     vae, state = load_model(model, device)
-    test = load_mnist(data)["test_images"][: settings["test_images"]]
-    # The test images binarised once with a fixed seed: every model sees the same ones.
-    x = BinarizedMNIST(test, device).fixed(seed=seed)
+    x = evaluation_images(data, settings["test_images"], seed, device)
     numbers = evaluate_model(vae, x, settings["ll_k"], settings["bound_k"], seed)
     record = {"model": model_name, **state["settings"], "device": str(device), **numbers}
     log.info(
@@ -567,3 +566,98 @@ def estimator_comparison(
     write_text(markdown, text)
     write_text(html, markdown_page(text, "Gradient estimators compared"))
     log.info("gradient estimators compared:\n%s", text)
+
+
+@stage
+def exact_loglik(
+    data,
+    models,
+    evaluations,
+    table,
+    markdown,
+    html,
+    per_image,
+    arrays,
+    settings,
+    test_images,
+    model_names,
+    seed,
+    device,
+    threads,
+    log_file,
+):
+    """log p(x) of every 2D model on the evaluation's test images, by quadrature
+    (riwae.exact), beside the k = 5000 estimate of the evaluate stage."""
+    import json
+    import time
+
+    import pandas as pd
+    import torch
+
+    from riwae.data import evaluation_images
+    from riwae.exact import (
+        ModelJoint,
+        exact_log_evidence,
+        per_image_table,
+        posterior_panel_arrays,
+        summary_markdown,
+        summary_table,
+    )
+    from riwae.posterior import flatten_digits
+    from riwae.train import load_model, resolve_device
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    device = resolve_device(device)
+    # The evaluate stage's images: the same count, seed and device give the same pixels.
+    x = evaluation_images(data, test_images, seed, device)
+    tables, panels = [], []
+    for name, model_path, evaluation_path in zip(model_names, models, evaluations, strict=True):
+        joint = ModelJoint(load_model(model_path, device)[0], x)
+        start = time.perf_counter()
+        exact = exact_log_evidence(
+            joint,
+            coarse_limit=settings["coarse_limit"],
+            coarse_size=settings["coarse_size"],
+            zoom_size=settings["zoom_size"],
+            mass_outside=settings["mass_outside"],
+            grid_size=settings["grid_size"],
+            max_grid_size=settings["max_grid_size"],
+            tolerance=settings["tolerance"],
+        )
+        log.info("%s: %d images by quadrature in %.1f s", name, len(x), time.perf_counter() - start)
+        evaluation = json.loads(Path(evaluation_path).read_text())
+        try:
+            model_table = per_image_table(
+                name, exact, evaluation["log_likelihood_per_image"], evaluation["ll_k"]
+            )
+        except ValueError as error:  # an evaluation of other images than these
+            raise DataError(str(error)) from None
+        tables.append(model_table)
+        shown = posterior_panel_arrays(
+            joint, model_table, settings["shown_images"], settings["figure_grid_size"]
+        )
+        panels += [{**panel, "model": name} for panel in shown]
+    every_image = pd.concat(tables, ignore_index=True)
+    summary = summary_table(every_image)
+    write_csv(per_image, every_image)
+    write_csv(table, summary)
+    text = summary_markdown(summary)
+    write_text(markdown, text)
+    write_text(html, markdown_page(text, "Exact log p(x) of the 2D models and the estimate"))
+    write_npz(arrays, flatten_digits(panels))
+    log.info("\n%s", text)
+
+
+@stage
+def exact_loglik_figure(per_image, arrays, png, pdf, style, log_file):
+    import pandas as pd
+
+    from riwae.plots import exact_loglik, save_figure
+    from riwae.posterior import unflatten_digits
+
+    log = start_log(log_file)
+    panels = unflatten_digits(read_npz(arrays))
+    figure = exact_loglik(pd.read_csv(per_image), panels, style)
+    save_figure(figure, [png, pdf], style["dpi"])
+    log.info("wrote %s", png)

@@ -34,6 +34,8 @@ ARTIFACTS = [
     *expand(rules.evaluate.output, model=MODELS),
     *(rules.reconstruct.output if MODELS_2D else []),
     *(rules.reconstruction_figure.output if MODELS_2D else []),
+    *(rules.exact_loglik.output if MODELS_2D else []),
+    *(rules.exact_loglik_figure.output if MODELS_2D else []),
     *expand(rules.digit_posteriors.output, model2d=MODELS_2D),
     *expand(rules.digit_posteriors_figure.output, model2d=MODELS_2D),
     *expand(rules.latent_space.output, model2d=MODELS_2D),

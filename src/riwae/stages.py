@@ -564,7 +564,7 @@ def estimator_comparison(
     text = estimator_markdown(compared)
     write_csv(table, compared)
     write_text(markdown, text)
-    write_text(html, markdown_page(text, "Gradient estimators compared"))
+    write_text(html, frame_page(compared, "Gradient estimators compared"))
     log.info("gradient estimators compared:\n%s", text)
 
 
@@ -644,7 +644,7 @@ def exact_loglik(
     write_csv(table, summary)
     text = summary_markdown(summary)
     write_text(markdown, text)
-    write_text(html, markdown_page(text, "Exact log p(x) of the 2D models and the estimate"))
+    write_text(html, frame_page(summary, "Exact log p(x) of the 2D models and the estimate"))
     write_npz(arrays, flatten_digits(panels))
     log.info("\n%s", text)
 

@@ -11,7 +11,6 @@ import torch
 from riwae.bounds import (
     gaussian_log_density,
     iwae_bound,
-    log_weights,
     standard_normal_log_density,
 )
 from riwae.checks import mean_and_se
@@ -174,7 +173,7 @@ def iwae_draws(model: VAE, x: torch.Tensor, k: int, replicates: int, generator) 
     draws = []
     for start in range(0, replicates, per_call):
         sets = min(per_call, replicates - start)
-        log_w = log_weights(model.encoder, model.decoder, x, k * sets, generator)[0]
+        log_w = model.log_weights(x, k * sets, generator)[0]
         draws.append(iwae_bound(log_w.reshape(k, sets, len(x))))
     return torch.cat(draws)
 

@@ -79,7 +79,8 @@ def damage(path: Path, how: str) -> None:
 
 
 def smoke_config() -> dict:
-    return yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    """The smoke run's config as the pipeline sees it (config/config.yaml under it)."""
+    return load_config("config/smoke.yaml", root=ROOT)
 
 
 # Torch files -------------------------------------------------------------------------------
@@ -228,8 +229,8 @@ def test_figures_carry_no_creation_date(tmp_path):
         ax.plot([0, 1], [1, 0])
         return fig
 
-    save_figure(draw(), [tmp_path / "one.pdf", tmp_path / "one.png"])
-    save_figure(draw(), [tmp_path / "two.pdf", tmp_path / "two.png"])
+    save_figure(draw(), [tmp_path / "one.pdf", tmp_path / "one.png"], 100)
+    save_figure(draw(), [tmp_path / "two.pdf", tmp_path / "two.png"], 100)
     assert b"CreationDate" not in (tmp_path / "one.pdf").read_bytes()
     for suffix in ("pdf", "png"):
         one, two = (tmp_path / f"{name}.{suffix}" for name in ("one", "two"))

@@ -38,7 +38,9 @@ rule exact_loglik:
         seed=config["seed"],
         device=config["device"],
     run:
-        stages.exact_loglik(**input, **output, **params, threads=threads, log_file=log[0])
+        stages.exact_loglik(
+            **input, **output, **params, threads=threads, log_file=log[0]
+        )
 
 
 rule exact_loglik_figure:

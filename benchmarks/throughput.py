@@ -126,7 +126,7 @@ def main() -> None:
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else (f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)")
+        else f"{cpu_name()}, {args.threads} thread(s)"
     )
     config = load_config(args.config)
     print(f"# torch {torch.__version__}, {device} ({name}), groups of {args.config}")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_marginal import closed_form_elbo, problem
 
-from riwae.bounds import ESTIMATORS, bounds_and_surrogate
+from riwae.bounds import ESTIMATORS, Members, bounds_and_surrogate
 
 SETS = 40_000
 
@@ -30,9 +30,7 @@ def gradients(estimator: str, k: int, iwae: bool = True, seed: int = 0):
         z,
         m,
         lv,
-        torch.tensor([k]),
-        torch.tensor([iwae]),
-        torch.tensor([ESTIMATORS[estimator]]),
+        Members([k], [iwae], [estimator]),
     )
     surrogate.sum().backward()
     return torch.cat([mean.grad, logvar.grad], 1), bounds[0].detach()

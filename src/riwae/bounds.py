@@ -54,7 +54,32 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
 # landing" (Roeder et al., 2017: drop the score term of q) and the doubly reparameterised
 # gradient (Tucker et al., 2019: also weight each draw's path gradient by its normalised
 # weight once more). They differ only in the encoder's gradient; values are the same.
-ESTIMATORS = {"reparam": 0, "stl": 1, "dreg": 2}
+ESTIMATORS = ("reparam", "stl", "dreg")
+
+
+class Members:
+    """What M bounds computed at once know of their members: each one's k, IWAE bound or
+    k-sample VAE bound, and gradient estimator. Held on the host, to choose what to compute
+    without asking the device, and as device tensors, for the per-member choices."""
+
+    def __init__(self, ks, iwae, estimators, device=None):
+        unknown = set(estimators) - set(ESTIMATORS)
+        if unknown:
+            raise ValueError(f"Unknown estimator {unknown.pop()!r}; use one of {ESTIMATORS}.")
+        self.ks, self.iwae, self.estimators = list(ks), list(iwae), list(estimators)
+        self.max_k = max(self.ks)
+        self.padded = min(self.ks) < self.max_k
+        self.score_free = [e != "reparam" for e in self.estimators]
+        self.dreg = [e == "dreg" and i for e, i in zip(self.estimators, self.iwae, strict=True)]
+        tensor = lambda values: torch.tensor(values, device=device)  # noqa: E731
+        self.k_tensor = tensor(self.ks)
+        self.iwae_tensor = tensor(self.iwae)[:, None]
+        self.score_free_tensor = tensor(self.score_free)[:, None, None]
+        self.dreg_tensor = tensor(self.dreg)[:, None, None, None]
+        # valid[m, j]: draw j counts for member m (members with a smaller k are padded).
+        self.valid = (torch.arange(self.max_k, device=device)[None] < self.k_tensor[:, None])[
+            ..., None
+        ]
 
 
 def bounds_and_surrogate(
@@ -62,43 +87,44 @@ def bounds_and_surrogate(
     z: torch.Tensor,
     mean: torch.Tensor,
     logvar: torch.Tensor,
-    k: torch.Tensor,
-    iwae: torch.Tensor,
-    estimator: torch.Tensor,
+    members: Members,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bounds of M models (or sets of draws) at once, and a surrogate whose gradient is each
     one's chosen estimator of its bound's gradient.
 
     ``log_joint``: log p(x, z) ``[M, K, batch]`` for draws ``z = mean + exp(logvar / 2) eps``
     (``[M, K, batch, dim]``; ``mean``/``logvar`` ``[M, 1, batch, dim]``, or ``[M, K, batch,
-    dim]`` where q's units depend on the layer below); member m uses its first ``k[m]`` draws.
-    ``iwae[m]``: IWAE bound, else the k-sample VAE bound. ``estimator[m]``: a code of
-    ``ESTIMATORS``. Returns (bounds, surrogate), ``[M, batch]``.
+    dim]`` where q's units depend on the layer below); member m uses its first ``k`` draws.
+    Returns (bounds, surrogate), ``[M, batch]``. Nothing here waits for the device: what to
+    compute is decided from ``members``' host values.
     """
-    valid = (torch.arange(log_joint.shape[1], device=k.device)[None] < k[:, None])[..., None]
-    score_free = (estimator != ESTIMATORS["reparam"])[:, None, None]
+    m = members
     log_q = gaussian_log_density(z, mean, logvar)
-    if score_free.any():
-        log_q = torch.where(
-            score_free, gaussian_log_density(z, mean.detach(), logvar.detach()), log_q
-        )
+    if any(m.score_free):
+        stopped = gaussian_log_density(z, mean.detach(), logvar.detach())
+        log_q = stopped if all(m.score_free) else torch.where(m.score_free_tensor, stopped, log_q)
     log_w = log_joint - log_q
-    log_k = torch.log(k.to(log_w.dtype))[:, None]
-    iwae_bounds = torch.logsumexp(log_w.masked_fill(~valid, -math.inf), 1) - log_k
-    vae_bounds = log_w.masked_fill(~valid, 0).sum(1) / k[:, None]
-    bounds = torch.where(iwae[:, None], iwae_bounds, vae_bounds)
-    if not (score_free.any() and torch.is_grad_enabled()):
+    valid_log_w = log_w.masked_fill(~m.valid, -math.inf) if m.padded else log_w
+    bounds = []
+    if any(m.iwae):
+        bounds.append(
+            torch.logsumexp(valid_log_w, 1) - torch.log(m.k_tensor.to(log_w.dtype))[:, None]
+        )
+    if not all(m.iwae):
+        summed = log_w.masked_fill(~m.valid, 0).sum(1) if m.padded else log_w.sum(1)
+        bounds.append(summed / m.k_tensor[:, None])
+    bounds = bounds[0] if len(bounds) == 1 else torch.where(m.iwae_tensor, *bounds)
+    if not (any(m.score_free) and torch.is_grad_enabled()):
         return bounds, bounds
     # The gradient of either bound is sum_i weight_i grad log w_i, with the IWAE's normalised
     # weights or the VAE's 1/k, held fixed.
     weights = torch.where(
-        iwae[:, None, None],
-        torch.softmax(log_w.detach().masked_fill(~valid, -math.inf), 1),
-        valid / k[:, None, None],
+        m.iwae_tensor[..., None],
+        torch.softmax(valid_log_w.detach(), 1),
+        m.valid / m.k_tensor[:, None, None],
     )
-    if ((estimator == ESTIMATORS["dreg"]) & iwae).any() and z.requires_grad:
-        dreg = ((estimator == ESTIMATORS["dreg"]) & iwae)[:, None, None, None]
+    if any(m.dreg) and z.requires_grad:
         # DReG: the path gradient through z_i once more weighted by its normalised weight.
-        z.register_hook(lambda grad: torch.where(dreg, grad * weights[..., None], grad))
-    weighted = (weights * log_w.masked_fill(~valid, 0)).sum(1)
-    return bounds, torch.where(score_free[:, :, 0], weighted, bounds)
+        z.register_hook(lambda grad: torch.where(m.dreg_tensor, grad * weights[..., None], grad))
+    weighted = (weights * log_w.masked_fill(~m.valid, 0)).sum(1)
+    return bounds, torch.where(m.score_free_tensor[:, :, 0], weighted, bounds)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from riwae.bounds import ESTIMATORS, bounds_and_surrogate
+from riwae.bounds import Members, bounds_and_surrogate
 from riwae.data import BinarizedMNIST
 from riwae.io import DataError, UserError, load_torch, save_torch, set_aside
 from riwae.models import VAE, StackedVAE, architecture
@@ -89,17 +89,18 @@ def resolve_device(device: str) -> torch.device:
 
 
 class Group:
-    """The per-member constants of a group, as device tensors, and its stacked bounds."""
+    """The members of a group and their stacked bounds."""
 
     def __init__(self, members: list[TrainSettings], device: torch.device):
-        self.members = members
-        self.ks = [s.k for s in members]
-        self.max_k = max(self.ks)
-        self.k = torch.tensor(self.ks, device=device)
-        self.iwae = torch.tensor([s.objective == "iwae" for s in members], device=device)
         for s in members:
             check_estimator(s.arch, s.estimator)
-        self.estimator = torch.tensor([ESTIMATORS[s.estimator] for s in members], device=device)
+        self.members = members
+        self.objectives = Members(
+            [s.k for s in members],
+            [s.objective == "iwae" for s in members],
+            [s.estimator for s in members],
+            device,
+        )
 
     def bounds(self, stack: StackedVAE, x: torch.Tensor, generators):
         """Each member's objective per image, from its own k draws from its own generator,
@@ -107,14 +108,17 @@ class Group:
 
         ``x``: ``[M, batch, pixels]``; returns two ``[M, batch]`` tensors. Members with
         k < max_k get zero noise for the padding draws, which the bounds leave out."""
+        ks, max_k = self.objectives.ks, self.objectives.max_k
         shape = (x.shape[1], stack.latent_dim)
-        eps = torch.zeros((len(self.ks), self.max_k, *shape), device=x.device, dtype=x.dtype)
-        for m, (k, generator) in enumerate(zip(self.ks, generators, strict=True)):
-            eps[m, :k] = torch.randn(
-                (k, *shape), generator=generator, device=x.device, dtype=x.dtype
-            )
+        draws = [
+            torch.randn((k, *shape), generator=g, device=x.device, dtype=x.dtype)
+            for k, g in zip(ks, generators, strict=True)
+        ]
+        if self.objectives.padded:
+            draws = [torch.cat([d, d.new_zeros((max_k - len(d), *shape))]) for d in draws]
+        eps = draws[0][None] if len(draws) == 1 else torch.stack(draws)
         log_joint, z, mean, logvar = stack.draw(x, eps)
-        return bounds_and_surrogate(log_joint, z, mean, logvar, self.k, self.iwae, self.estimator)
+        return bounds_and_surrogate(log_joint, z, mean, logvar, self.objectives)
 
 
 def check_estimator(arch: str, estimator: str) -> None:
@@ -284,7 +288,8 @@ def train_group(
             desc=f"epoch {epoch + 1}/{len(learning_rates)}",
             mininterval=2,
         ):
-            bound = training_step(stack, group, optimizer, torch.stack(xs), generators)
+            x = xs[0][None] if len(xs) == 1 else torch.stack(xs)
+            bound = training_step(stack, group, optimizer, x, generators)
             total += bound.sum(1)  # stays on the device: no wait for the host
         train_bound = (total / len(data)).tolist()  # the epoch's one wait for the host
         for settings, value in zip(members, train_bound, strict=True):

@@ -37,7 +37,7 @@ from riwae.io import (
 from riwae.models import VAE
 from riwae.plots import save_figure
 from riwae.provenance import is_timing
-from riwae.train import TrainSettings, load_model, save_model, train_model
+from riwae.train import load_model, save_model, train_model
 
 SMOKE = "results/smoke"
 
@@ -166,22 +166,10 @@ def test_planted_checkpoint_is_set_aside_and_training_starts_afresh(tmp_path, ca
 
 
 def test_saved_model_is_plain_data_and_loads_back(tmp_path):
+    from test_train import settings
+
     model = VAE("cremer2d")
-    settings = TrainSettings(
-        arch="cremer2d",
-        objective="iwae",
-        k=5,
-        batch_size=10,
-        lr=1e-3,
-        adam_eps=1e-4,
-        schedule="constant",
-        epochs=1,
-        stages=0,
-        seed=0,
-        train_images=10,
-        heldout_images=10,
-    )
-    save_model(tmp_path / "model.pt", model, settings, torch.device("cpu"))
+    save_model(tmp_path / "model.pt", model, settings(arch="cremer2d"), torch.device("cpu"))
     torch.load(tmp_path / "model.pt", weights_only=True)  # no code needed to read it
     loaded, state = load_model(tmp_path / "model.pt")
     assert state["settings"]["k"] == 5 and state["device"] == "cpu"

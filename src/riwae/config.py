@@ -189,10 +189,13 @@ def machine_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def gpu_memory() -> int:
-    """Bytes of memory of the first CUDA device."""
+def gpu_memory() -> int | None:
+    """Bytes of memory of the first CUDA device; None where this machine has none (a
+    cluster's login node that submits GPU jobs, say)."""
     import torch
 
+    if not torch.cuda.is_available():
+        return None
     return torch.cuda.get_device_properties(0).total_memory
 
 

@@ -7,7 +7,6 @@ imports the heavy libraries (torch, pandas, matplotlib) itself, when it runs.
 """
 
 import functools
-import logging
 import os
 import subprocess
 import sys
@@ -38,7 +37,9 @@ def stage(function):
         try:
             return function(*args, **kwargs)
         except UserError as error:
-            logging.getLogger("riwae").error("%s", error)
+            # In the stage's log file; Snakemake shows it to the user once, as its error.
+            with open(kwargs["log_file"], "a") as log:
+                log.write(f"{error}\n")
             raise WorkflowError(str(error)) from None
 
     return run

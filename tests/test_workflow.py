@@ -283,7 +283,7 @@ def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_run):
     assert "| cremer2d-iwae-k5 | 20 |" in markdown and "Quadrature checks" in markdown
     with np.load(smoke_run / SMOKE / "figures/exact_loglik.npz") as arrays:
         panels = unflatten_digits(arrays)
-    assert [str(p["model"]) for p in panels] == [models[0]] * 2 + [models[1]] * 2
+    assert [str(p["model"]) for p in panels] == [m for m in models for _ in range(2)]
     for suffix in ("png", "pdf"):
         assert (smoke_run / SMOKE / f"figures/exact_loglik.{suffix}").stat().st_size > 10_000
 
@@ -346,7 +346,7 @@ def test_a_run_of_some_targets_keeps_the_whole_runs_report(smoke_run, tmp_path):
     shutil.copytree(smoke_run, workdir)
     # Another resolution changes every figure's bytes (identical reruns change nothing).
     (workdir / "style.yaml").write_text("run: smoke\nplot: {dpi: 80}\n")
-    configs = "--configfile=config/smoke.yaml", "style.yaml"
+    configs = "--configfile", "config/smoke.yaml", "style.yaml"
     report = workdir / SMOKE / "report.html"
     before = report.read_bytes()
     partial = snakemake(workdir, f"{SMOKE}/figures/appendix_1d.png", *configs)

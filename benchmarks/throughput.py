@@ -26,7 +26,14 @@ import torch
 from riwae.config import load_config
 from riwae.evaluate import chunk_rows, iwae_estimate
 from riwae.models import ARCHITECTURES, VAE, StackedVAE
-from riwae.train import Group, TrainSettings, group_models, model_name, training_step
+from riwae.train import (
+    Group,
+    TrainSettings,
+    group_models,
+    model_replicates,
+    replicate_settings,
+    training_step,
+)
 
 
 def cpu_name() -> str:
@@ -130,13 +137,12 @@ def main() -> None:
     )
     config = load_config(args.config)
     print(f"# torch {torch.__version__}, {device} ({name}), groups of {args.config}")
+    replicates = model_replicates(config["models"], config["seeds"])
     settings = {
-        model_name(spec): TrainSettings(
-            **spec, **config["training"][spec["arch"]], seed=config["seed"]
-        )
-        for spec in config["models"]
+        spec["name"]: TrainSettings(**replicate_settings(spec, config["training"]))
+        for spec in replicates
     }
-    groups = group_models(config["models"], config["training_groups"], device.type == "cuda")
+    groups = group_models(replicates, config["training_groups"], device.type == "cuda")
     rows, hours = [], 0.0
     for group_name, names in groups.items():
         members = [settings[n] for n in names]

@@ -131,7 +131,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
     nan_in_one_step.calls = 0
     monkeypatch.setattr(riwae.train.Group, "bounds", nan_in_one_step)
     with pytest.raises(
-        TrainingError, match=r"bound of burda1-iwae-k5 became nan in epoch 2.*end of epoch 1"
+        TrainingError,
+        match=r"bound of burda1-iwae-k5 \(seed 0\) became nan in epoch 2.*end of epoch 1",
     ):
         train_model(settings(), images, images[500:], device, checkpoint, progress=False)
     assert checkpoint.read_bytes() == before
@@ -349,3 +350,38 @@ def test_burda_optimizer_and_fixed_binarisation_train(tmp_path):
     # Their Adam starts slowly (second moments at ones, beta1 = 0.99), but it does learn.
     assert history.train_bound.is_monotonic_increasing
     assert history.heldout_bound.iloc[-1] > history.heldout_bound.iloc[0] + 2
+
+
+def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
+    specs = [
+        {"arch": "burda1", "objective": "iwae", "k": 5},
+        {"arch": "cremer2d", "objective": "iwae", "k": 50, "estimator": "dreg"},
+    ]
+    replicates = riwae.train.model_replicates(specs, [3, 0, 7])
+    assert [(r["name"], r["seed"]) for r in replicates] == [
+        ("burda1-iwae-k5", 3),
+        ("burda1-iwae-k5-seed0", 0),
+        ("burda1-iwae-k5-seed7", 7),
+        ("cremer2d-iwae-k50-dreg", 3),
+        ("cremer2d-iwae-k50-dreg-seed0", 0),
+        ("cremer2d-iwae-k50-dreg-seed7", 7),
+    ]
+    training = {"burda1": {"lr": 1e-3}, "cremer2d": {"lr": 1e-4}}
+    assert riwae.train.replicate_settings(replicates[2], training) == {
+        "arch": "burda1",
+        "objective": "iwae",
+        "k": 5,
+        "lr": 1e-3,
+        "seed": 7,
+    }
+    # On a GPU a model's seeds stack into its architecture's group; on the CPU each is alone.
+    assert riwae.train.group_models(replicates, "auto", gpu=True) == {
+        "burda1": ["burda1-iwae-k5", "burda1-iwae-k5-seed0", "burda1-iwae-k5-seed7"],
+        "cremer2d": [
+            "cremer2d-iwae-k50-dreg",
+            "cremer2d-iwae-k50-dreg-seed0",
+            "cremer2d-iwae-k50-dreg-seed7",
+        ],
+    }
+    alone = riwae.train.group_models(replicates, "auto", gpu=False)
+    assert list(alone.values()) == [[r["name"]] for r in replicates]

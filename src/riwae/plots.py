@@ -41,11 +41,14 @@ K1_COLOUR = "0.3"  # at k = 1 VAE and IWAE coincide: one grey
 OBJECTIVE_COLOURS = {"vae": "Blues", "iwae": "Reds"}
 ESTIMATOR_COLOURS = {"stl": "Greens", "dreg": "Purples"}  # other than the plain gradient
 ARCH_MARKERS = {"burda1": "o", "burda2": "^", "cremer2d": "s"}
-MODEL_NAME = re.compile(r"(?P<arch>.+)-(?P<objective>vae|iwae)-k(?P<k>\d+)(-(?P<estimator>\w+))?")
+MODEL_NAME = re.compile(
+    r"(?P<arch>.+)-(?P<objective>vae|iwae)-k(?P<k>\d+)(-(?P<estimator>stl|dreg))?(-seed\d+)?"
+)
 
 
 def model_parts(model: str) -> tuple[str, str, int]:
-    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>[-<estimator>]``."""
+    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>[-<estimator>]``
+    (and ``-seed<s>`` for a model's other seeds)."""
     parts = MODEL_NAME.fullmatch(model)
     return parts["arch"], parts["objective"], int(parts["k"])
 

@@ -315,23 +315,40 @@ def training_figures(evaluation, history, curves, curves_pdf, bounds, bounds_pdf
     from riwae.plots import bound_vs_k, learning_curves, save_figure
 
     log = start_log(log_file)
-    save_figure(learning_curves(pd.read_csv(history), style), [curves, curves_pdf], style["dpi"])
-    save_figure(bound_vs_k(pd.read_csv(evaluation), style), [bounds, bounds_pdf], style["dpi"])
+    # The models as trained from the first seed; the other seeds' numbers are in the tables.
+    table = pd.read_csv(evaluation)
+    table = table[table.model == table.base_model]
+    histories = pd.read_csv(history)
+    histories = histories[histories.model.isin(table.model)]
+    save_figure(learning_curves(histories, style), [curves, curves_pdf], style["dpi"])
+    save_figure(bound_vs_k(table, style), [bounds, bounds_pdf], style["dpi"])
     log.info("wrote the learning curves and the bound-against-k figure")
 
 
 @stage
 def reconstruct(
-    data, models, arrays, metric, metric_html, settings, model_names, seed, threads, log_file
+    data,
+    models,
+    arrays,
+    metric,
+    metric_over_seeds,
+    metric_html,
+    settings,
+    model_names,
+    seed,
+    threads,
+    log_file,
 ):
-    """C2: decodes of q and q_IW draws for Figure 2, and the metric over the test set."""
+    """C2: decodes of q and q_IW draws for Figure 2, and the metric over the test set for
+    every trained 2D model, and over its seeds."""
     import numpy as np
     import pandas as pd
     import torch
 
     from riwae.data import BinarizedMNIST, chosen_images, load_mnist
     from riwae.reconstruct import decode_means, q_and_qiw_draws, reconstruction_metric
-    from riwae.train import load_model
+    from riwae.tables import reconstruction_over_seeds
+    from riwae.train import load_model, model_name
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
@@ -340,9 +357,12 @@ def reconstruct(
     indices = torch.tensor(chosen_images(settings["reconstruction_digits"], len(test), seed))
     rows, figure_arrays = [], {}
     for name, path in zip(model_names, models, strict=True):
-        model = load_model(path)[0]
+        model, state = load_model(path)
         numbers = reconstruction_metric(model, test, k, settings["metric_draws"], seed)
-        rows += [{"model": name, "k": k, "test_images": len(test), **row} for row in numbers]
+        trained = {"base_model": model_name(state["settings"]), "seed": state["settings"]["seed"]}
+        rows += [
+            {"model": name, **trained, "k": k, "test_images": len(test), **row} for row in numbers
+        ]
         if name == settings["reconstruction_model"]:
             generator = torch.Generator().manual_seed(seed)
             z_q, z_qiw = q_and_qiw_draws(
@@ -356,10 +376,13 @@ def reconstruct(
                 "model": np.array(name),
             }
     table = pd.DataFrame(rows)
+    summary = reconstruction_over_seeds(table)
     log.info("reconstruction metric over the test set:\n%s", table.to_string(index=False))
+    log.info("over seeds:\n%s", summary.to_string(index=False))
     write_csv(metric, table)
-    title = "Decodes of draws from q and from q_IW over the test set"
-    write_text(metric_html, frame_page(table, title))
+    write_csv(metric_over_seeds, summary)
+    title = "Decodes of draws from q and from q_IW over the test set (mean over seeds)"
+    write_text(metric_html, frame_page(summary, title))
     write_npz(arrays, figure_arrays)
 
 

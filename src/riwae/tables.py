@@ -6,14 +6,16 @@ import numpy as np
 import pandas as pd
 
 from riwae.evaluate import BURDA_TABLE1
+from riwae.train import model_name
 
 BURDA_EPOCHS = 3280
 
 
 def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per model (its settings, epochs run and test numbers), and every model's
-    history in long form. (Wall times are in ``training_times``, apart from the results, so
-    that identical runs give identical result files.)"""
+    """One row per trained model, every seed's apart (its settings, ``base_model``: its name
+    without the seed suffix, epochs run and test numbers), and every model's history in long
+    form. (Wall times are in ``training_times``, apart from the results, so that identical
+    runs give identical result files.)"""
     rows, histories, per_image = [], [], {}
     for eval_path, history_path in zip(eval_paths, history_paths, strict=True):
         result = json.loads(open(eval_path).read())
@@ -21,15 +23,16 @@ def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFr
         for key in ("active_units_per_layer", "latent_dims"):  # "43+7": one cell per model
             result[key] = "+".join(str(n) for n in result[key])
         per_image[result["model"]] = np.array(result.pop("log_likelihood_per_image"))
+        result["base_model"] = model_name(result)
         history = pd.read_csv(history_path)
         result["epochs_run"] = len(history)
         rows.append(result)
         histories.append(history.assign(model=result["model"]))
     table = pd.DataFrame(rows)
-    # Each model against the k = 1 model of its architecture on the same test images: the
-    # paired difference has a much smaller standard error than either mean.
+    # Each model against the k = 1 model of its architecture and seed on the same test images:
+    # the paired difference has a much smaller standard error than either mean.
     for row in table.itertuples():
-        base = table[(table.arch == row.arch) & (table.k == 1)].model
+        base = table[(table.arch == row.arch) & (table.k == 1) & (table.seed == row.seed)].model
         if len(base) and len(per_image[base.iloc[0]]) == len(per_image[row.model]):
             diff = per_image[row.model] - per_image[base.iloc[0]]
             table.loc[row.Index, "ll_gain_vs_k1"] = diff.mean()
@@ -54,19 +57,42 @@ def training_times(models, timing_paths) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def over_seeds(values: pd.Series) -> tuple[float, float]:
+    """Mean over seeds and their standard deviation (NaN for one seed)."""
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else np.nan
+
+
+def reconstruction_over_seeds(metric: pd.DataFrame) -> pd.DataFrame:
+    """The reconstruction metric of each model (``base_model``) and source, as the mean over
+    its training seeds, with the seeds' standard deviation (``*_seed_sd``, NaN for one seed)
+    and the mean over seeds of the standard error over test images."""
+    rows = []
+    for (model, source), runs in metric.groupby(["base_model", "source"], sort=False):
+        row = {"model": model, "source": source, "seeds": len(runs)}
+        for column in ("log_p_x_given_z", "pixel_error"):
+            row[column], row[f"{column}_seed_sd"] = over_seeds(runs[column])
+            row[f"{column}_se"] = float(runs[f"{column}_se"].mean())
+        rows.append({**row, "k": runs.k.iloc[0], "test_images": runs.test_images.iloc[0]})
+    return pd.DataFrame(rows)
+
+
 def burda_comparison(evaluation: pd.DataFrame) -> pd.DataFrame:
-    """Our burda1 and burda2 models beside Burda et al.'s Table 1 (one and two stochastic
-    layers): test NLL, one row per row of theirs, empty where we trained no such model.
+    """Our burda1 and burda2 models (plain gradient) beside Burda et al.'s Table 1 (one and
+    two stochastic layers): test NLL, one row per row of theirs, empty where we trained no
+    such model. With several training seeds, each number is the mean over seeds, beside the
+    seeds' standard deviation (``*_seed_sd``); ``nll_se`` is the mean over seeds of the
+    standard error over test images.
 
     The k = 1 model stands for both objectives, as VAE and IWAE coincide at k = 1.
     """
+    plain = evaluation[evaluation.estimator == "reparam"]
     rows = []
     for reference in BURDA_TABLE1:
-        ours = evaluation[evaluation.arch == f"burda{reference['layers']}"]
+        ours = plain[plain.arch == f"burda{reference['layers']}"]
         match = ours[
             (ours.k == reference["k"])
             & ((ours.objective == reference["objective"]) | (ours.k == 1))
-        ]
+        ].sort_values("seed")
         row = {
             "layers": reference["layers"],
             "objective": reference["objective"],
@@ -75,26 +101,30 @@ def burda_comparison(evaluation: pd.DataFrame) -> pd.DataFrame:
             "burda_epochs": BURDA_EPOCHS,
         }
         if len(match):
-            best = match.iloc[0]
+            row["nll"], row["nll_seed_sd"] = over_seeds(-match.log_likelihood)
+            if "ll_gain_vs_k1" in match:
+                row["gain_vs_k1"], row["gain_vs_k1_seed_sd"] = over_seeds(match.ll_gain_vs_k1)
+                row["gain_vs_k1_se"] = float(match.ll_gain_vs_k1_se.mean())
             row.update(
-                nll=-best.log_likelihood,
-                nll_se=best.log_likelihood_se,
-                gain_vs_k1=best.get("ll_gain_vs_k1"),
-                gain_vs_k1_se=best.get("ll_gain_vs_k1_se"),
-                epochs_run=int(best.epochs_run),
-                active_units=str(best.active_units_per_layer),
-                test_images=int(best.test_images),
-                ll_k=int(best.ll_k),
+                nll_se=float(match.log_likelihood_se.mean()),
+                seeds=len(match),
+                epochs_run=int(match.epochs_run.min()),
+                active_units=" / ".join(match.active_units_per_layer.astype(str)),
+                test_images=int(match.test_images.iloc[0]),
+                ll_k=int(match.ll_k.iloc[0]),
             )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def burda_markdown(table: pd.DataFrame) -> str:
+    seeds = int(table.seeds.max()) if "seeds" in table and table.seeds.notna().any() else 1
+    spread_column = " | sd over seeds" if seeds > 1 else ""
     lines = [
-        "| layers | objective | k | test NLL (ours) | gain over k=1 (ours) | epochs (ours) "
-        "| active units (ours) | test NLL (Burda et al.) | epochs (Burda et al.) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| layers | objective | k | test NLL (ours){spread_column} | gain over k=1 (ours) "
+        "| epochs (ours) | active units (ours) | test NLL (Burda et al.) "
+        "| epochs (Burda et al.) |",
+        "|---:|---|---:|---:|" + ("---:|" if seeds > 1 else "") + "---:|---:|---:|---:|---:|",
     ]
     for r in table.itertuples():
         if "nll" in table and pd.notna(r.nll):
@@ -103,22 +133,35 @@ def burda_markdown(table: pd.DataFrame) -> str:
                 if "gain_vs_k1" in table and pd.notna(r.gain_vs_k1)
                 else ""
             )
-            ours = f"{r.nll:.2f} ± {r.nll_se:.2f} | {gain} | {r.epochs_run:.0f} | {r.active_units}"
+            sd = ""
+            if seeds > 1:
+                sd = f" | {r.nll_seed_sd:.2f} ({r.seeds:.0f})" if r.seeds > 1 else " | "
+            ours = (
+                f"{r.nll:.2f} ± {r.nll_se:.2f}{sd} | {gain} | {r.epochs_run:.0f} | {r.active_units}"
+            )
         else:
-            ours = "not trained | | |"
+            ours = "not trained" + " |" * (seeds > 1) + " | | |"
         lines.append(
             f"| {r.layers} | {r.objective.upper()} | {r.k} | {ours} | {r.burda_nll:.2f} "
             f"| {r.burda_epochs} |"
         )
     if "test_images" in table and table.test_images.notna().any():
         n, k = int(table.test_images.max()), int(table.ll_k.max())
+        over = (
+            f"Each number is the mean over {seeds} training seeds; 'sd over seeds' is their "
+            f"standard deviation (with the number of seeds), the spread from training alone, "
+            f"as every seed is evaluated on the same images. Active units are listed per seed. "
+            if seeds > 1
+            else ""
+        )
         lines += [
             "",
             f"Ours: log-likelihood estimated with k = {k} on the first {n} test images (fixed "
             f"binarisation); ± is one standard error over images. The gain over k=1 is the "
-            f"paired difference in log-likelihood to the k=1 model of the same architecture on "
-            f"the same images, with its standard error. Active units per stochastic layer "
-            f"(first + second). Burda et al.: k = 5000 on all 10,000 test images.",
+            f"paired difference in log-likelihood to the k=1 model of the same architecture "
+            f"and seed on the same images, with its standard error. Active units per "
+            f"stochastic layer (first + second). {over}Burda et al.: k = 5000 on all 10,000 "
+            f"test images, one run.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -141,10 +184,8 @@ def estimator_comparison(evaluation: pd.DataFrame, reconstruction, posteriors) -
     models how wide q is against the true posterior (the ratio of their one-sigma areas, the
     geometric mean over the digits of ``posteriors``: model -> unflattened digit arrays) and
     how much decoding q_IW draws instead of q draws raises log p(x|z) (``reconstruction``,
-    the reconstruction metric's table)."""
-    table = evaluation.assign(estimator=evaluation.get("estimator", "reparam")).fillna(
-        {"estimator": "reparam"}
-    )
+    the reconstruction metric's table). Each model as trained from the first seed."""
+    table = evaluation[evaluation.model == evaluation.base_model]  # the first seed's models
     keys = ["arch", "objective", "k"]
     compared = table.groupby(keys).estimator.transform("nunique") > 1
     rows = []

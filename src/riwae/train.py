@@ -52,7 +52,8 @@ class TrainSettings:
 
     @property
     def name(self) -> str:
-        return model_name(asdict(self))
+        """The model and its training seed, for messages."""
+        return f"{model_name(asdict(self))} (seed {self.seed})"
 
     def learning_rates(self) -> list[float]:
         """The learning rate of every epoch."""
@@ -139,25 +140,44 @@ def model_name(spec: dict) -> str:
     return f"{spec['arch']}-{spec['objective']}-k{spec['k']}{suffix}"
 
 
-def group_models(specs: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
-    """Model names by training group (``specs``: the config's ``models`` entries).
+def model_replicates(specs: list[dict], seeds: list[int]) -> list[dict]:
+    """Every model to train: each of ``specs`` (the config's ``models`` entries) once per
+    training seed, with its ``seed`` and ``name``: ``model_name(spec)`` for the first seed
+    (the model every figure and check uses), ``<that>-seed<s>`` for the others."""
+    return [
+        {**spec, "seed": seed, "name": model_name(spec) + (f"-seed{seed}" if i else "")}
+        for spec in specs
+        for i, seed in enumerate(seeds)
+    ]
+
+
+def replicate_settings(replicate: dict, training: dict) -> dict:
+    """The ``TrainSettings`` fields of one of ``model_replicates``, given the config's
+    ``training`` section: everything that determines the trained model."""
+    spec = {key: value for key, value in replicate.items() if key not in ("name", "seed")}
+    return {**spec, **training[spec["arch"]], "seed": replicate["seed"]}
+
+
+def group_models(replicates: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
+    """Model names by training group (``replicates``: from ``model_replicates``).
 
     ``model``: every model alone; ``k``: models of one architecture and k; ``arch``: all
     models of one architecture, smaller k padded to the largest. Measured on a 2-core CPU
     (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
     2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
-    small step's cost is its kernel launches, so ``auto`` is ``arch`` there.
+    small step's cost is its kernel launches, so ``auto`` is ``arch`` there. A model's seeds
+    differ only in their draws, so on a GPU they stack too.
     """
     if policy == "auto":
         policy = "arch" if gpu else "model"
     keys = {
-        "model": model_name,
+        "model": lambda spec: spec["name"],
         "k": lambda spec: f"{spec['arch']}-k{spec['k']}",
         "arch": lambda spec: spec["arch"],
     }
     groups: dict[str, list[str]] = {}
-    for spec in specs:
-        groups.setdefault(keys[policy](spec), []).append(model_name(spec))
+    for spec in replicates:
+        groups.setdefault(keys[policy](spec), []).append(spec["name"])
     return groups
 
 

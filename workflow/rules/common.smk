@@ -17,7 +17,13 @@ from riwae.config import (
     machine_memory,
     validation_sentence,
 )
-from riwae.train import check_estimator, group_models, model_name
+from riwae.train import (
+    check_estimator,
+    group_models,
+    model_name,
+    model_replicates,
+    replicate_settings,
+)
 
 
 def run_name():
@@ -53,8 +59,14 @@ config.update(ordered)
 RUN = f"results/{config['run']}"
 
 
+# The models of the config, each trained from the first of `seeds`: every figure and check
+# uses these. REPLICATES adds every model's other seeds (<model>-seed<s>), which training,
+# evaluation, the Burda table and the reconstruction metric use too.
 MODELS = [model_name(spec) for spec in config["models"]]
 MODELS_2D = [model_name(s) for s in config["models"] if s["arch"] == "cremer2d"]
+REPLICATE_SPECS = model_replicates(config["models"], config["seeds"])
+REPLICATES = [spec["name"] for spec in REPLICATE_SPECS]
+REPLICATES_2D = [s["name"] for s in REPLICATE_SPECS if s["arch"] == "cremer2d"]
 if len(set(MODELS)) != len(MODELS):
     raise WorkflowError(
         "Invalid config at models: a model is listed twice; list each once."
@@ -83,8 +95,8 @@ if MODELS_2D and config["figures"]["reconstruction_model"] not in MODELS_2D:
 
 def train_settings(name):
     """Everything that determines a trained model: a change reruns its training."""
-    spec = next(s for s in config["models"] if model_name(s) == name)
-    return {**spec, **config["training"][spec["arch"]], "seed": config["seed"]}
+    spec = next(s for s in REPLICATE_SPECS if s["name"] == name)
+    return replicate_settings(spec, config["training"])
 
 
 def uses_gpu(device):
@@ -97,7 +109,7 @@ def uses_gpu(device):
 
 # Models that train together as one stacked network, by group name (riwae.train.group_models).
 GROUPS = group_models(
-    config["models"], config["training_groups"], uses_gpu(config["device"])
+    REPLICATE_SPECS, config["training_groups"], uses_gpu(config["device"])
 )
 
 # GPU jobs declare gpu=1, so `--resources gpu=1` keeps them one at a time on one GPU;

@@ -31,9 +31,9 @@ rule evaluate:
 
 rule evaluation_tables:
     input:
-        evaluations=expand(rules.evaluate.output.result, model=MODELS),
-        histories=expand(TRAINED["history"], model=MODELS),
-        timings=expand(TRAINED["timing"], model=MODELS),
+        evaluations=expand(rules.evaluate.output.result, model=REPLICATES),
+        histories=expand(TRAINED["history"], model=REPLICATES),
+        timings=expand(TRAINED["timing"], model=REPLICATES),
     output:
         evaluation=f"{RUN}/tables/evaluation.csv",
         evaluation_html=shown(
@@ -57,7 +57,7 @@ rule evaluation_tables:
     benchmark:
         f"{RUN}/benchmarks/evaluation_tables.tsv"
     params:
-        model_names=MODELS,
+        model_names=REPLICATES,
     run:
         stages.evaluation_tables(**input, **output, **params, log_file=log[0])
 

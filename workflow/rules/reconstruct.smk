@@ -4,10 +4,11 @@
 rule reconstruct:
     input:
         data="resources/mnist.npz",
-        models=expand(TRAINED["model"], model=MODELS_2D),
+        models=expand(TRAINED["model"], model=REPLICATES_2D),
     output:
         arrays=f"{RUN}/figures/reconstructions.npz",
         metric=f"{RUN}/tables/reconstruction_metric.csv",
+        metric_over_seeds=f"{RUN}/tables/reconstruction_metric_over_seeds.csv",
         metric_html=shown(
             f"{RUN}/tables/reconstruction_metric.html",
             "reconstruction_metric",
@@ -21,7 +22,7 @@ rule reconstruct:
     threads: config["threads_per_job"]
     params:
         settings=config["figures"],
-        model_names=MODELS_2D,
+        model_names=REPLICATES_2D,
         seed=config["seed"],
     run:
         stages.reconstruct(

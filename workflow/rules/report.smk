@@ -30,8 +30,8 @@ ARTIFACTS = [
     *rules.estimator_comparison.output,
     *rules.appendix.output,
     *rules.appendix_figure.output,
-    *expand(list(TRAINED.values()), model=MODELS),
-    *expand(rules.evaluate.output, model=MODELS),
+    *expand(list(TRAINED.values()), model=REPLICATES),
+    *expand(rules.evaluate.output, model=REPLICATES),
     *(rules.reconstruct.output if MODELS_2D else []),
     *(rules.reconstruction_figure.output if MODELS_2D else []),
     *(rules.exact_loglik.output if MODELS_2D else []),
@@ -46,7 +46,7 @@ ARTIFACTS = [
 rule manifest:
     input:
         data="resources/mnist.npz",
-        models=expand(TRAINED["model"], model=MODELS),
+        models=expand(TRAINED["model"], model=REPLICATES),
         artifacts=ARTIFACTS,
     output:
         manifest=shown(

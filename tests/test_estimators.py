@@ -26,11 +26,7 @@ def gradients(estimator: str, k: int, iwae: bool = True, seed: int = 0):
     z = m + torch.exp(0.5 * lv) * eps
     log_joint = model.log_joint(z.reshape(-1, 2)).reshape(1, k, SETS)
     bounds, surrogate = bounds_and_surrogate(
-        log_joint,
-        z,
-        m,
-        lv,
-        Members([k], [iwae], [estimator]),
+        log_joint, z, m, lv, Members([k], [iwae], [estimator]), stopped=(m.detach(), lv.detach())
     )
     surrogate.sum().backward()
     return torch.cat([mean.grad, logvar.grad], 1), bounds[0].detach()

@@ -117,8 +117,10 @@ class Group:
         if self.objectives.padded:
             draws = [torch.cat([d, d.new_zeros((max_k - len(d), *shape))]) for d in draws]
         eps = draws[0][None] if len(draws) == 1 else torch.stack(draws)
-        log_joint, z, mean, logvar = stack.draw(x, eps)
-        return bounds_and_surrogate(log_joint, z, mean, logvar, self.objectives)
+        # q with its parameters held fixed only where a gradient of STL or DReG is asked for.
+        stopped_q = any(self.objectives.score_free) and torch.is_grad_enabled()
+        log_joint, z, mean, logvar, stopped = stack.draw(x, eps, stopped_q)
+        return bounds_and_surrogate(log_joint, z, mean, logvar, self.objectives, stopped)
 
 
 def check_estimator(arch: str, estimator: str) -> None:

@@ -212,11 +212,20 @@ def test_models_of_different_shapes_do_not_group():
         riwae.train.check_group([settings(), settings(arch="cremer2d")])
 
 
-@pytest.mark.parametrize("estimator", ["stl", "dreg"])
-def test_score_free_estimators_are_refused_for_two_stochastic_layers(estimator):
-    with pytest.raises(ValueError, match=f"{estimator} is implemented for one stochastic layer"):
-        riwae.train.Group([settings(arch="burda2", estimator=estimator)], torch.device("cpu"))
-    riwae.train.Group([settings(arch="burda1", estimator=estimator)], torch.device("cpu"))
+def test_two_layer_group_with_stl_and_dreg_trains_to_finite_bounds(tmp_path):
+    """The estimators' gradients are checked in test_estimators; here, a training epoch."""
+    images = synthetic_images(300)
+    members = [
+        settings(arch="burda2", estimator="dreg", train_images=200, epochs=1, seed=0),
+        settings(arch="burda2", estimator="stl", objective="vae", train_images=200, epochs=1),
+        settings(arch="burda2", train_images=200, epochs=1, seed=1),
+    ]
+    _, histories, _ = train_group(
+        members, images, images[200:], torch.device("cpu"), tmp_path / "c.pt", progress=False
+    )
+    for history in histories:
+        assert list(history.epoch) == [1]
+        assert np.isfinite(history[["train_bound", "heldout_bound"]].to_numpy()).all()
 
 
 def tiny_2d_model() -> VAE:

@@ -185,11 +185,6 @@ def test_bad_config_value_stops_with_one_sentence(smoke_run, override, fragment)
             "training.burda1.epochs: -3 is less than the minimum of 0",
         ),
         (("evaluation", "ll_k"), 0, "evaluation.ll_k: 0 is less than the minimum of 1"),
-        (
-            ("models",),
-            [{"arch": "burda2", "objective": "iwae", "k": 5, "estimator": "dreg"}],
-            "models[0]: Estimator dreg is implemented for one stochastic layer only",
-        ),
         (("exact", "grid_size"), 24, "exact.grid_size: 24 is even; use an odd number"),
     ],
 )

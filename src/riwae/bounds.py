@@ -88,21 +88,35 @@ def bounds_and_surrogate(
     mean: torch.Tensor,
     logvar: torch.Tensor,
     members: Members,
+    stopped: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bounds of M models (or sets of draws) at once, and a surrogate whose gradient is each
     one's chosen estimator of its bound's gradient.
 
-    ``log_joint``: log p(x, z) ``[M, K, batch]`` for draws ``z = mean + exp(logvar / 2) eps``
-    (``[M, K, batch, dim]``; ``mean``/``logvar`` ``[M, 1, batch, dim]``, or ``[M, K, batch,
-    dim]`` where q's units depend on the layer below); member m uses its first ``k`` draws.
-    Returns (bounds, surrogate), ``[M, batch]``. Nothing here waits for the device: what to
-    compute is decided from ``members``' host values.
+    ``log_joint``: log p(x, z) ``[M, K, batch]`` for draws ``z`` ``[M, K, batch, dim]`` from
+    q(z|x) with ``mean``/``logvar`` (``[M, 1, batch, dim]``, or ``[M, K, batch, dim]`` where
+    q's units depend on the layer below); member m uses its first ``k`` draws. ``stopped``:
+    q's mean and log variance with q's parameters held fixed but z's paths live
+    (``StochasticLayers.draw(..., stopped_q=True)``), which STL and DReG members need for a
+    gradient; their log q is taken from it. ``z`` must be the node that log p and log q
+    see, apart from the draws that later layers were drawn from: DReG's weighting acts on
+    its gradient. Returns (bounds, surrogate), ``[M, batch]``. Nothing here waits for the
+    device: what to compute is decided from ``members``' host values.
     """
     m = members
-    log_q = gaussian_log_density(z, mean, logvar)
-    if any(m.score_free):
-        stopped = gaussian_log_density(z, mean.detach(), logvar.detach())
-        log_q = stopped if all(m.score_free) else torch.where(m.score_free_tensor, stopped, log_q)
+    score_free = any(m.score_free) and torch.is_grad_enabled()
+    if score_free and stopped is None:
+        raise ValueError("STL and DReG need q's mean and log variance with q held fixed.")
+    if not score_free:
+        log_q = gaussian_log_density(z, mean, logvar)
+    elif all(m.score_free):
+        log_q = gaussian_log_density(z, *stopped)
+    else:
+        log_q = torch.where(
+            m.score_free_tensor,
+            gaussian_log_density(z, *stopped),
+            gaussian_log_density(z, mean, logvar),
+        )
     log_w = log_joint - log_q
     valid_log_w = log_w.masked_fill(~m.valid, -math.inf) if m.padded else log_w
     bounds = []
@@ -114,7 +128,7 @@ def bounds_and_surrogate(
         summed = log_w.masked_fill(~m.valid, 0).sum(1) if m.padded else log_w.sum(1)
         bounds.append(summed / m.k_tensor[:, None])
     bounds = bounds[0] if len(bounds) == 1 else torch.where(m.iwae_tensor, *bounds)
-    if not (any(m.score_free) and torch.is_grad_enabled()):
+    if not score_free:
         return bounds, bounds
     # The gradient of either bound is sum_i weight_i grad log w_i, with the IWAE's normalised
     # weights or the VAE's 1/k, held fixed.

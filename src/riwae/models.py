@@ -134,23 +134,34 @@ class StochasticLayers(nn.Module):
     def latent_dim(self) -> int:
         return self.arch.latent_dim
 
-    def draw(self, x: torch.Tensor, eps: torch.Tensor):
+    def draw(self, x: torch.Tensor, eps: torch.Tensor, stopped_q: bool = False):
         """Draws z = (h1, ..., hL) from q(z|x), made from standard normal noise, and log p(x, z).
 
         ``x``: ``[..., batch, pixels]``; ``eps``: ``[..., k, batch, latent_dim]``. Returns
-        ``(log_joint [..., k, batch], z [..., k, batch, latent_dim], mean, logvar)``: q's
-        mean and log variance of every unit given the layer below, so that
-        log q(z|x) = ``gaussian_log_density(z, mean, logvar)`` (broadcast over k for one layer).
+        ``(log_joint [..., k, batch], z [..., k, batch, latent_dim], mean, logvar, stopped)``:
+        q's mean and log variance of every unit given the layer below, so that
+        log q(z|x) = ``gaussian_log_density(z, mean, logvar)`` (broadcast over k for one layer);
+        ``stopped``, with ``stopped_q`` (else None): the same with q's parameters held fixed
+        and z live, also as the input of q(h_{l+1} | h_l), from which STL and DReG take log q
+        (``bounds_and_surrogate``).
+
+        log p(x, z) and log q are evaluated at ``z``, an autograd node apart from the draws h_l
+        that the layers above are drawn from: the gradient that reaches ``z`` is that of log w
+        with respect to its inputs alone, so DReG's weighting there acts once on every path
+        from q's parameters (weighting h1's whole gradient would weight the part that came
+        through h2 twice). For one layer ``z`` is the draw itself.
         """
-        h, latents, means, logvars = x, [], [], []
+        h, draws, means, logvars = x, [], [], []
         for layer, noise in enumerate(eps.split(self.arch.latent_dims, dim=-1)):
             mean, logvar = self.encode(layer, h)
             if layer == 0:  # q(h1|x) is the same for all k draws
                 mean, logvar = mean.unsqueeze(-3), logvar.unsqueeze(-3)
             h = mean + torch.exp(0.5 * logvar) * noise
-            latents.append(h)
+            draws.append(h)
             means.append(mean)
             logvars.append(logvar)
+        z = side_by_side(draws)
+        latents = z.split(self.arch.latent_dims, dim=-1) if len(draws) > 1 else [z]
         log_joint = standard_normal_log_density(latents[-1])
         for layer in range(len(latents) - 1, 0, -1):
             log_joint = log_joint + gaussian_log_density(
@@ -159,7 +170,19 @@ class StochasticLayers(nn.Module):
         log_joint = log_joint + bernoulli_log_likelihood(
             self.decode(0, latents[0]), x.unsqueeze(-3)
         )
-        return log_joint, side_by_side(latents), side_by_side(means), side_by_side(logvars)
+        mean, logvar = side_by_side(means), side_by_side(logvars)
+        if not stopped_q:
+            return log_joint, z, mean, logvar, None
+        # Layer 1's input x carries no gradient, so its mean and log variance detached are q's
+        # with fixed parameters; the layers above take z's live h_{l-1} as input.
+        stopped = [(means[0].detach(), logvars[0].detach())]
+        stopped += [
+            self.encode(layer, latents[layer - 1], detached=True)
+            for layer in range(1, len(latents))
+        ]
+        stopped_means, stopped_logvars = zip(*stopped, strict=True)
+        stopped = side_by_side(list(stopped_means)), side_by_side(list(stopped_logvars))
+        return log_joint, z, mean, logvar, stopped
 
 
 class VAE(StochasticLayers):
@@ -181,8 +204,16 @@ class VAE(StochasticLayers):
         self.upper_encoders = nn.ModuleList(gaussian(arch.encoder_sizes(i)) for i in upper)
         self.upper_decoders = nn.ModuleList(gaussian(arch.decoder_sizes(i)) for i in upper)
 
-    def encode(self, layer: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.encoder if layer == 0 else self.upper_encoders[layer - 1])(h)
+    def encode(
+        self, layer: int, h: torch.Tensor, detached: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(h_{layer+1} | h_layer)'s mean and log variance; ``detached``: with the network's
+        parameters held fixed (no gradient to them), ``h``'s gradient kept."""
+        network = self.encoder if layer == 0 else self.upper_encoders[layer - 1]
+        if not detached:
+            return network(h)
+        fixed = {name: p.detach() for name, p in network.named_parameters()}
+        return torch.func.functional_call(network, fixed, (h,))
 
     def decode(self, layer: int, h: torch.Tensor):
         return (self.decoder if layer == 0 else self.upper_decoders[layer - 1])(h)
@@ -196,7 +227,7 @@ class VAE(StochasticLayers):
         eps = torch.randn(
             (k, x.shape[0], self.latent_dim), generator=generator, device=x.device, dtype=x.dtype
         )
-        log_joint, z, mean, logvar = self.draw(x, eps)
+        log_joint, z, mean, logvar, _ = self.draw(x, eps)
         log_q = gaussian_log_density(z, mean, logvar)
         return log_joint - log_q, log_q, z
 
@@ -263,7 +294,7 @@ class StackedVAE(StochasticLayers):
     def __len__(self) -> int:
         return self.encoder_layers[0].shape[0]
 
-    def _mlp(self, layers: nn.ParameterList, h: torch.Tensor) -> torch.Tensor:
+    def _mlp(self, layers: nn.ParameterList | list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
         """``h``: ``[M, ..., in]`` -> ``[M, ..., out]``."""
         out = h.reshape(h.shape[0], -1, h.shape[-1])
         count = len(layers) // 2
@@ -273,8 +304,13 @@ class StackedVAE(StochasticLayers):
                 out = self.activation(out)
         return out.reshape(*h.shape[:-1], -1)
 
-    def encode(self, layer: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return gaussian_head(self._mlp(self._encoders()[layer], h), self.arch.logvar_scale)
+    def encode(
+        self, layer: int, h: torch.Tensor, detached: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        layers = self._encoders()[layer]
+        if detached:  # parameters held fixed, h's gradient kept
+            layers = [p.detach() for p in layers]
+        return gaussian_head(self._mlp(layers, h), self.arch.logvar_scale)
 
     def decode(self, layer: int, h: torch.Tensor):
         output = self._mlp(self._decoders()[layer], h)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from riwae.bounds import Members, bounds_and_surrogate
 from riwae.data import BinarizedMNIST
 from riwae.io import DataError, UserError, load_torch, save_torch, set_aside
-from riwae.models import VAE, StackedVAE, architecture
+from riwae.models import VAE, StackedVAE
 from riwae.optim import make_optimizer
 
 log = logging.getLogger("riwae")
@@ -93,8 +93,6 @@ class Group:
     """The members of a group and their stacked bounds."""
 
     def __init__(self, members: list[TrainSettings], device: torch.device):
-        for s in members:
-            check_estimator(s.arch, s.estimator)
         self.members = members
         self.objectives = Members(
             [s.k for s in members],
@@ -118,19 +116,10 @@ class Group:
         if self.objectives.padded:
             draws = [torch.cat([d, d.new_zeros((max_k - len(d), *shape))]) for d in draws]
         eps = draws[0][None] if len(draws) == 1 else torch.stack(draws)
-        log_joint, z, mean, logvar = stack.draw(x, eps)
-        return bounds_and_surrogate(log_joint, z, mean, logvar, self.objectives)
-
-
-def check_estimator(arch: str, estimator: str) -> None:
-    """STL and DReG hold q's parameters fixed in log q(z|x) by detaching q's mean and log
-    variance (``bounds_and_surrogate``); with more than one stochastic layer that would also
-    cut h1 out of q(h2|h1), a wrong gradient, so they are refused there."""
-    if estimator != "reparam" and architecture(arch).layers > 1:
-        raise ValueError(
-            f"Estimator {estimator} is implemented for one stochastic layer only, and {arch} "
-            f"has {architecture(arch).layers}; use estimator: reparam for {arch} models."
-        )
+        # q with its parameters held fixed only where a gradient of STL or DReG is asked for.
+        stopped_q = any(self.objectives.score_free) and torch.is_grad_enabled()
+        log_joint, z, mean, logvar, stopped = stack.draw(x, eps, stopped_q)
+        return bounds_and_surrogate(log_joint, z, mean, logvar, self.objectives, stopped)
 
 
 def model_name(spec: dict) -> str:

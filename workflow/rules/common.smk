@@ -17,13 +17,7 @@ from riwae.config import (
     machine_memory,
     validation_sentence,
 )
-from riwae.train import (
-    check_estimator,
-    group_models,
-    model_name,
-    model_replicates,
-    replicate_settings,
-)
+from riwae.train import group_models, model_name, model_replicates, replicate_settings
 
 
 def run_name():
@@ -71,11 +65,6 @@ if len(set(MODELS)) != len(MODELS):
     raise WorkflowError(
         "Invalid config at models: a model is listed twice; list each once."
     )
-for i, spec in enumerate(config["models"]):
-    try:
-        check_estimator(spec["arch"], spec.get("estimator", "reparam"))
-    except ValueError as error:
-        raise WorkflowError(f"Invalid config at models[{i}]: {error}") from None
 for arch in sorted(
     {spec["arch"] for spec in config["models"]} - set(config["training"])
 ):

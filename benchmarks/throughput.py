@@ -19,6 +19,7 @@ import argparse
 import math
 import platform
 import time
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -144,23 +145,27 @@ def main() -> None:
     }
     groups = group_models(replicates, config["training_groups"], device.type == "cuda")
     rows, hours = [], 0.0
+    # Groups that differ only in their members' seeds cost the same: timed once, one row.
+    alike: dict[tuple, list[str]] = {}
     for group_name, names in groups.items():
-        members = [settings[n] for n in names]
+        alike.setdefault(tuple(replace(settings[n], seed=0) for n in names), []).append(group_name)
+    for members, group_names in alike.items():
         first = members[0]
-        step = timed(group_step(members, device), args.seconds, device)
+        step = timed(group_step(list(members), device), args.seconds, device)
         shapes = layer_shapes(first.arch, first.batch_size, max(s.k for s in members))
         floor = gemm_floor(shapes, len(members), device, args.seconds, backward=True)
         steps = len(first.learning_rates()) * math.ceil(first.train_images / first.batch_size)
-        hours += steps * step / 3600
+        hours += len(group_names) * steps * step / 3600
+        seeds = f" x {len(group_names)} seeds" if len(group_names) > 1 else ""
         rows.append(
             {
-                "case": f"train {group_name} ({len(members)} model(s))",
+                "case": f"train {group_names[0]} ({len(members)} model(s)){seeds}",
                 "images*k/s": first.batch_size * sum(s.k for s in members) / step,
                 "step ms": 1e3 * step,
                 "GEMM floor ms": 1e3 * floor,
                 "ratio": step / floor,
                 "steps": steps,
-                "hours": steps * step / 3600,
+                "hours": len(group_names) * steps * step / 3600,
             }
         )
     evaluation = config["evaluation"]

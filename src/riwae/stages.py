@@ -303,7 +303,7 @@ def evaluation_tables(
     write_csv(burda, comparison)
     markdown = tables.burda_markdown(comparison)
     write_text(burda_markdown, markdown)
-    title = "Our burda1 models beside Burda et al.'s Table 1 (test NLL)"
+    title = "Our burda1 and burda2 models beside Burda et al.'s Table 1 (test NLL)"
     write_text(burda_html, markdown_page(markdown, title))
     log.info("evaluation:\n%s\n\n%s", table.to_string(index=False), markdown)
 

@@ -395,7 +395,9 @@ def test_training_memory_is_checked_against_the_gpu_when_there_is_one():
         check_values(config, memory=10**12, gpu=80 * 10**9)
 
 
-@pytest.mark.parametrize("name", ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml", "config/seeds.yaml"]
+)
 def test_shipped_configs_pass_the_checks(name):
     check_values(load_config(name, ROOT), memory=16 * 10**9, gpu=16 * 10**9)
 

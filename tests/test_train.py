@@ -39,6 +39,20 @@ def settings(**changes) -> TrainSettings:
     return TrainSettings(**{**base, **changes})
 
 
+def interrupted(checkpoint, images, epochs: int = 1) -> None:
+    """Train ``settings()`` for ``epochs`` epochs and stop, as an interruption would,
+    leaving the checkpoint at ``checkpoint``."""
+    train_model(
+        settings(),
+        images,
+        images[500:],
+        torch.device("cpu"),
+        checkpoint,
+        stop_after_epochs=epochs,
+        progress=False,
+    )
+
+
 @pytest.fixture(autouse=True)
 def float32_and_one_thread():
     """Training runs in float32, as in the pipeline (conftest sets float64 for the maths)."""
@@ -75,15 +89,7 @@ def test_resume_ends_with_the_same_numbers_as_an_uninterrupted_run(tmp_path):
     whole, whole_history = train_model(
         settings(), images, images[500:], device, tmp_path / "whole.pt", progress=False
     )
-    train_model(
-        settings(),
-        images,
-        images[500:],
-        device,
-        tmp_path / "cut.pt",
-        stop_after_epochs=1,
-        progress=False,
-    )
+    interrupted(tmp_path / "cut.pt", images)
     resumed, resumed_history = train_model(
         settings(), images, images[500:], device, tmp_path / "cut.pt", progress=False
     )
@@ -98,15 +104,7 @@ def test_resume_ends_with_the_same_numbers_as_an_uninterrupted_run(tmp_path):
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     images = synthetic_images(600)
     device = torch.device("cpu")
-    train_model(
-        settings(),
-        images,
-        images[500:],
-        device,
-        tmp_path / "c.pt",
-        stop_after_epochs=2,
-        progress=False,
-    )
+    interrupted(tmp_path / "c.pt", images, epochs=2)
     _, history = train_model(
         settings(lr=2e-3, epochs=1), images, images[500:], device, tmp_path / "c.pt", progress=False
     )
@@ -117,9 +115,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path,
     images = synthetic_images(600)
     device = torch.device("cpu")
     checkpoint = tmp_path / "c.pt"
-    train_model(
-        settings(), images, images[500:], device, checkpoint, stop_after_epochs=1, progress=False
-    )
+    interrupted(checkpoint, images)
     before = checkpoint.read_bytes()
     bounds = riwae.train.Group.bounds
 
@@ -194,9 +190,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_again(tmp_path, c
     images = synthetic_images(600)
     device = torch.device("cpu")
     checkpoint = tmp_path / "c.pt"
-    train_model(
-        settings(), images, images[500:], device, checkpoint, stop_after_epochs=1, progress=False
-    )
+    interrupted(checkpoint, images)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
     with caplog.at_level("INFO", logger="riwae"):
         _, history = train_model(

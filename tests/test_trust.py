@@ -244,6 +244,23 @@ def test_damaged_mnist_names_the_file_and_a_fix_that_works(smoke_run, tmp_path, 
 # Stages ------------------------------------------------------------------------------------
 
 
+def failed_stage(workdir, rule: str, *targets: str) -> str:
+    """Rerun ``rule`` for ``targets`` on the smoke config in ``workdir``; it must fail without
+    a traceback. Returns Snakemake's output."""
+    result = snakemake(
+        workdir,
+        *targets,
+        "--configfile=config/smoke.yaml",
+        "--keep-going",
+        "--forcerun",
+        rule,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+    return output
+
+
 def test_damaged_or_planted_model_stops_its_stage_with_one_sentence(smoke_run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(smoke_run, workdir)
@@ -253,18 +270,12 @@ def test_damaged_or_planted_model_stops_its_stage_with_one_sentence(smoke_run, t
     plant(planted, marker, forge_hash=True)
     os.utime(planted, (stat.st_atime, stat.st_mtime))
     damage(workdir / SMOKE / "models/burda1-vae-k1/model.pt", "flipped")
-    result = snakemake(
+    output = failed_stage(
         workdir,
+        "evaluate",
         f"{SMOKE}/models/cremer2d-vae-k1/eval.json",
         f"{SMOKE}/models/burda1-vae-k1/eval.json",
-        "--configfile=config/smoke.yaml",
-        "--keep-going",
-        "--forcerun",
-        "evaluate",
-        check=False,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
     assert "rule train" not in output  # the damaged models were not retrained in silence
     for name in ("cremer2d-vae-k1", "burda1-vae-k1"):
         path = f"{SMOKE}/models/{name}/model.pt"
@@ -280,17 +291,9 @@ def test_damaged_mnist_stops_a_stage_with_one_sentence_and_the_fix_works(smoke_r
     shutil.copytree(smoke_run, workdir)
     data = workdir / "resources" / "mnist.npz"
     damage(data, "truncated")
-    target = f"{SMOKE}/figures/latent_space_cremer2d-vae-k1.npz"
-    result = snakemake(
-        workdir,
-        target,
-        "--configfile=config/smoke.yaml",
-        "--forcerun",
-        "latent_space",
-        check=False,
+    output = failed_stage(
+        workdir, "latent_space", f"{SMOKE}/figures/latent_space_cremer2d-vae-k1.npz"
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
     fix = "delete resources/mnist.npz and run snakemake again"
     assert len([line for line in output.splitlines() if fix in line]) == 1, output[-3000:]
     # The fix: without the file, Snakemake fetches it afresh (from the checked download).

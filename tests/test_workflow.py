@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, SNAKEMAKE, snakemake
+from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
 from riwae.config import load_config
 
 SMOKE = "results/smoke"
@@ -114,6 +114,28 @@ def test_smoke_run_trains_and_evaluates_every_model(smoke_run):
         assert row.nll_seed_sd.item() == pytest.approx(runs.log_likelihood.std())
     for figure in ("learning_curves", "bound_vs_k"):
         assert (smoke_run / SMOKE / f"figures/{figure}.png").stat().st_size > 10_000
+
+
+def test_a_group_trained_without_snakemake_gives_the_rules_files(smoke_run, tmp_path):
+    """``python -m riwae.train_group`` (for GPU machines without Snakemake) writes, byte for
+    byte, the model file the rule wrote for the same group."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "resources").mkdir()
+    shutil.copy(smoke_run / "resources/mnist.npz", workdir / "resources/mnist.npz")
+    command = [sys.executable, "-m", "riwae.train_group", "--configfile", "config/smoke.yaml"]
+    result = subprocess.run(
+        [*command, "--group", "cremer2d-vae-k1-seed1"], cwd=workdir, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("model.pt", "model.pt.sha256", "history.csv"):
+        path = f"{SMOKE}/models/cremer2d-vae-k1-seed1/{name}"
+        assert (workdir / path).read_bytes() == (smoke_run / path).read_bytes(), name
+    assert not list((workdir / SMOKE).glob("checkpoints/*.pt"))
+    missing = subprocess.run(
+        [*command, "--group", "cremer2d"], cwd=workdir, capture_output=True, text=True
+    )
+    assert missing.returncode != 0
+    assert "No training group 'cremer2d' here" in missing.stderr
 
 
 def test_rerun_with_nothing_changed_does_no_work(smoke_run):

@@ -1,0 +1,66 @@
+"""Train one training group of a config as the pipeline's ``train_<group>`` rule does, to
+the same files, without Snakemake's scheduler: for a GPU machine with torch but without
+Snakemake, or a job that must stop at a deadline and resume later.
+
+    python -m riwae.train_group --configfile config/paper.yaml config/paper-2d.yaml \\
+        --group cremer2d [--device cuda]
+
+Config files are read as Snakemake reads them: config/config.yaml first, then each file
+over it. The group, its members' settings and every path are those of the rule
+(``results/<run>/models/<model>/``, ``results/<run>/checkpoints/<group>.pt``,
+``results/<run>/logs/train/<group>.log``). Stopped early (Ctrl-C, ``timeout -s INT``), it
+leaves the checkpoint of the last finished epoch, from which the next call, or the rule,
+resumes. It does not validate the config: run it on configs the pipeline accepts.
+"""
+
+import argparse
+
+import yaml
+
+from riwae import stages
+from riwae.config import DEFAULT_CONFIG, merge
+from riwae.train import group_models, model_replicates, replicate_settings, resolve_device
+
+
+def read_config(paths: list[str]) -> dict:
+    config: dict = {}
+    for path in [DEFAULT_CONFIG, *paths]:
+        with open(path) as f:
+            config = merge(config, yaml.safe_load(f) or {})
+    return config
+
+
+def group_job(config: dict, group: str, device: str) -> dict:
+    """The keyword arguments of ``stages.train`` for ``group``, as the rule passes them."""
+    replicates = model_replicates(config["models"], config["seeds"])
+    gpu = resolve_device(device).type == "cuda"
+    groups = group_models(replicates, config["training_groups"], gpu)
+    if group not in groups:
+        raise SystemExit(f"No training group {group!r} here; the groups are {', '.join(groups)}.")
+    members = [spec for spec in replicates if spec["name"] in groups[group]]
+    run = f"results/{config['run']}"
+    return {
+        "mnist": "resources/mnist.npz",
+        "models": [f"{run}/models/{m['name']}/model.pt" for m in members],
+        "histories": [f"{run}/models/{m['name']}/history.csv" for m in members],
+        "timings": [f"{run}/models/{m['name']}/timing.csv" for m in members],
+        "settings": [replicate_settings(m, config["training"]) for m in members],
+        "checkpoint": f"{run}/checkpoints/{group}.pt",
+        "device": device,
+        "threads": config["threads_per_job"],
+        "log_file": f"{run}/logs/train/{group}.log",
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configfile", nargs="+", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--device", help="default: the config's device")
+    args = parser.parse_args(argv)
+    config = read_config(args.configfile)
+    stages.train(**group_job(config, args.group, args.device or config["device"]))
+
+
+if __name__ == "__main__":
+    main()

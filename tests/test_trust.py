@@ -14,13 +14,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
 from riwae.config import (
     ConfigError,
     check_config_files,
     check_values,
     configfile_arguments,
     load_config,
+    merge,
 )
 from riwae.data import load_mnist
 from riwae.io import (
@@ -310,7 +311,9 @@ def config_sentences(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("Invalid config")]
 
 
-@pytest.mark.parametrize("name", ["..", ".", "a/b", "../outside", "/tmp/x"])
+@pytest.mark.parametrize(
+    "name", ["..", ".", "a/b", "../outside", "/tmp/x", "-n", "...", ".hidden", "r" * 101]
+)
 def test_run_name_outside_results_is_refused(tmp_path, name):
     workdir = copy_workflow(tmp_path / "workflow")
     before = sorted(p for p in workdir.rglob("*") if ".snakemake" not in p.parts)
@@ -354,6 +357,13 @@ def edited(config: dict, path: tuple, value) -> dict:
             1_000_000_000,
             "lower models[1].k or training.burda1.batch_size",
         ),
+        (("models", 1, "k"), 5.0, "models[1].k: 5.0 is not an integer; write it as 5."),
+        (("evaluation", "ll_k"), 50.0, "evaluation.ll_k: 50.0 is not an integer; write it as 50."),
+        (
+            ("models", 1),
+            {"arch": "burda1", "objective": "iwae", "k": 1},
+            "models[1]: it trains the same model as models[0]",
+        ),
     ],
 )
 def test_bad_value_is_refused_before_any_work(tmp_path, path, value, fragment):
@@ -364,6 +374,52 @@ def test_bad_value_is_refused_before_any_work(tmp_path, path, value, fragment):
     sentences = config_sentences(result)
     assert len(sentences) == 1 and fragment in sentences[0], result.stderr[-2000:]
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
+def schema() -> dict:
+    return yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("models", "same"),
+    [
+        ([{"objective": "vae", "k": 1}, {"objective": "iwae", "k": 1}], True),
+        ([{"objective": "iwae", "k": 5}, {"objective": "iwae", "k": 5}], True),
+        (
+            [
+                {"objective": "vae", "k": 5, "estimator": "dreg"},
+                {"objective": "vae", "k": 5, "estimator": "stl"},
+            ],
+            True,
+        ),
+        (
+            [
+                {"objective": "iwae", "k": 5, "estimator": "dreg"},
+                {"objective": "iwae", "k": 5, "estimator": "stl"},
+            ],
+            False,
+        ),
+        ([{"objective": "vae", "k": 5}, {"objective": "iwae", "k": 5}], False),
+        ([{"objective": "vae", "k": 1}, {"objective": "iwae", "k": 1, "estimator": "stl"}], False),
+    ],
+)
+def test_two_entries_that_train_the_same_model_are_refused(models, same):
+    config = smoke_config()
+    config["models"] = [{"arch": "burda1", **spec} for spec in models]
+    if not same:
+        check_values(config, memory=10**12, schema=schema())
+        return
+    with pytest.raises(ConfigError) as error:
+        check_values(config, memory=10**12, schema=schema())
+    assert one_sentence(str(error.value), "models[1]: it trains the same model as models[0]")
+
+
+def test_integral_floats_are_refused_only_where_an_integer_is_asked_for():
+    config = edited(smoke_config(), ("training", "cremer2d", "lr"), 1.0)  # a number: fine
+    check_values(config, memory=10**12, schema=schema())
+    config = edited(config, ("seeds",), [0, 1.0])
+    with pytest.raises(ConfigError, match=r"at seeds\[1\]: 1.0 is not an integer; write it as 1."):
+        check_values(config, memory=10**12, schema=schema())
 
 
 def test_burda_schedule_with_no_stages_is_refused():
@@ -402,7 +458,15 @@ def test_training_memory_is_checked_against_the_gpu_when_there_is_one():
     "name", ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml", "config/seeds.yaml"]
 )
 def test_shipped_configs_pass_the_checks(name):
-    check_values(load_config(name, ROOT), memory=16 * 10**9, gpu=16 * 10**9)
+    check_values(load_config(name, ROOT), memory=16 * 10**9, gpu=16 * 10**9, schema=schema())
+
+
+def test_the_paper_scale_2d_config_passes_the_checks():
+    config = merge(
+        load_config("config/paper.yaml", ROOT),
+        yaml.safe_load((ROOT / "config/paper-2d.yaml").read_text()),
+    )
+    check_values(config, memory=16 * 10**9, gpu=16 * 10**9, schema=schema())
 
 
 def test_configfile_arguments_as_snakemake_reads_them():
@@ -458,3 +522,69 @@ def test_two_runs_of_the_same_config_give_identical_artifacts(smoke_run, tmp_pat
         path for path, digest in first["artifacts"].items() if digest != second["artifacts"][path]
     }
     assert different == set()
+
+
+# One run at a time ----------------------------------------------------------------------
+
+
+def locked(path: Path):
+    """``path`` opened and locked as the pipeline locks a run folder; close it to release."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def test_a_second_process_on_the_same_run_is_refused_whatever_happened_to_snakemakes_locks(
+    tmp_path,
+):
+    """Snakemake 9 deletes its whole lock folder when any instance in the folder ends; the
+    run's own lock still refuses a second process on the same run, and releases itself when
+    its holder ends, without any unlocking."""
+    workdir = copy_workflow(tmp_path / "workflow")
+    holder = locked(workdir / SMOKE / ".lock")  # another process would hold it the same way
+    shutil.rmtree(workdir / ".snakemake" / "locks", ignore_errors=True)
+    result = snakemake(workdir, "appendix", "--configfile=config/smoke.yaml", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    sentences = [line for line in output.splitlines() if "Another Snakemake process" in line]
+    assert len(sentences) == 1 and "Traceback" not in output, output[-2000:]
+    assert "wait for it to end, or give this config another run name" in sentences[0]
+    assert not (workdir / SMOKE / "figures").exists()
+    # Another run name runs beside it; a dry run of the locked one is not refused.
+    snakemake(workdir, "appendix", "--configfile=config/smoke.yaml", "--config", "run=beside")
+    snakemake(workdir, "appendix", "--configfile=config/smoke.yaml", "--dry-run")
+    holder.close()  # the holder ends: the run is free again
+    snakemake(workdir, "appendix", "--configfile=config/smoke.yaml")
+    assert (workdir / SMOKE / "figures/appendix_1d.npz").exists()
+
+
+def flock_holders(path: Path) -> set[int]:
+    """PIDs holding a flock on ``path``, read from /proc/locks without touching the lock."""
+    inode = path.stat().st_ino
+    holders = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and fields[-3].split(":")[-1] == str(inode):
+            holders.add(int(fields[-4]))
+    return holders
+
+
+def test_a_running_instance_holds_the_run_until_it_ends(tmp_path):
+    """A real first instance: while it runs, its own process holds the run's lock; once it
+    has ended, nobody does."""
+    workdir = copy_workflow(tmp_path / "workflow")
+    first = subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "1", "appendix", "--configfile=config/smoke.yaml"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    lock = workdir / SMOKE / ".lock"
+    seen = set()
+    while first.poll() is None and not seen:
+        seen = flock_holders(lock) if lock.exists() else set()
+    assert first.wait() == 0 and seen == {first.pid}
+    assert not flock_holders(lock)

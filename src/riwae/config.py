@@ -199,11 +199,67 @@ def gpu_memory() -> int | None:
     return torch.cuda.get_device_properties(0).total_memory
 
 
-def check_values(config: dict, memory: int, gpu: int | None = None) -> None:
-    """Raise ``ConfigError`` for what the schema cannot see: a non-finite number, a schedule
-    that trains nothing, or work needing more than ``memory`` bytes (``gpu`` bytes for
-    training and evaluation when they run on a GPU)."""
-    problem = finite_numbers_problem(config)
+def strict_integer_problem(config: dict, schema: dict) -> str | None:
+    """The first integer setting given as a float, as a sentence. JSON schema counts an
+    integral float such as 5.0 as an integer; the pipeline would carry it on as a float
+    (a model named ``...-k5.0`` whose training fails), so it is refused."""
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(schema)
+    strict = jsonschema.validators.extend(
+        base,
+        type_checker=base.TYPE_CHECKER.redefine(
+            "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+        ),
+    )
+    for error in strict(schema).iter_errors(config):
+        if error.validator == "type" and isinstance(error.instance, float):
+            where = location(error.absolute_path)
+            return (
+                f"Invalid config at {where}: {error.instance!r} is not an integer; write it "
+                f"as {int(error.instance)}."
+            )
+    return None
+
+
+def trained_identity(spec: dict) -> tuple:
+    """What determines the model that a ``models`` entry trains, apart from its name: at
+    k = 1 the VAE and IWAE bounds and their gradients are equal, and without IWAE weights
+    DReG's gradient is STL's."""
+    objective = "vae" if spec["k"] == 1 else spec["objective"]
+    estimator = spec.get("estimator", "reparam")
+    if objective == "vae" and estimator == "dreg":
+        estimator = "stl"
+    return spec["arch"], objective, spec["k"], estimator
+
+
+def same_model_problem(models: list[dict]) -> str | None:
+    """Two entries of ``models`` that train the same model, as a sentence."""
+    seen: dict[tuple, int] = {}
+    for i, spec in enumerate(models):
+        identity = trained_identity(spec)
+        if identity in seen:
+            return (
+                f"Invalid config at models[{i}]: it trains the same model as "
+                f"models[{seen[identity]}] (at k = 1 the VAE and IWAE bounds and their "
+                f"gradients are equal, and a VAE's DReG gradient is STL's); list it once."
+            )
+        seen[identity] = i
+    return None
+
+
+def check_values(
+    config: dict, memory: int, gpu: int | None = None, schema: dict | None = None
+) -> None:
+    """Raise ``ConfigError`` for what the schema cannot see: a non-finite number, an integer
+    setting written as a float (given the ``schema``), two entries of ``models`` that train
+    the same model, a schedule that trains nothing, or work needing more than ``memory``
+    bytes (``gpu`` bytes for training and evaluation when they run on a GPU)."""
+    problem = (
+        finite_numbers_problem(config)
+        or (strict_integer_problem(config, schema) if schema else None)
+        or same_model_problem(config["models"])
+    )
     if problem:
         raise ConfigError(problem)
     for arch, settings in config["training"].items():

@@ -11,6 +11,7 @@ sentence naming the file and the fix; ``start_log`` makes a stage end with that 
 instead of a traceback.
 """
 
+import fcntl
 import hashlib
 import io
 import json
@@ -203,3 +204,28 @@ def start_log(path: str | os.PathLike) -> logging.Logger:
     log.setLevel(logging.INFO)
     log.propagate = False
     return log
+
+
+# Run folders locked by this process, kept open: a lock lasts as long as its open file.
+_run_locks: dict[Path, object] = {}
+
+
+def hold_run_lock(run_dir: str | os.PathLike) -> None:
+    """Lock ``run_dir`` for the rest of this process, or raise ``UserError`` when another
+    process holds it. The lock is the operating system's (``flock`` on ``<run_dir>/.lock``,
+    a file never deleted): whatever happens to Snakemake's own lock folder, it is released
+    only when the process that holds it ends, however it ends, so it never needs unlocking."""
+    path = (Path(run_dir) / ".lock").resolve()
+    if path in _run_locks:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(
+            f"Another Snakemake process is running the run in {run_dir}; wait for it to end, "
+            f"or give this config another run name (--config run=...) to run it beside."
+        ) from None
+    _run_locks[path] = handle

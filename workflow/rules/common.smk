@@ -9,6 +9,7 @@ from snakemake.utils import validate
 from riwae import stages
 from riwae.config import (
     DEFAULT_CONFIG,
+    SCHEMA,
     ConfigError,
     check_values,
     gpu_memory,
@@ -17,6 +18,7 @@ from riwae.config import (
     machine_memory,
     validation_sentence,
 )
+from riwae.io import UserError, hold_run_lock
 from riwae.train import group_models, model_name, model_replicates, replicate_settings
 
 
@@ -61,10 +63,6 @@ MODELS_2D = [model_name(s) for s in config["models"] if s["arch"] == "cremer2d"]
 REPLICATE_SPECS = model_replicates(config["models"], config["seeds"])
 REPLICATES = [spec["name"] for spec in REPLICATE_SPECS]
 REPLICATES_2D = [s["name"] for s in REPLICATE_SPECS if s["arch"] == "cremer2d"]
-if len(set(MODELS)) != len(MODELS):
-    raise WorkflowError(
-        "Invalid config at models: a model is listed twice; list each once."
-    )
 for arch in sorted(
     {spec["arch"] for spec in config["models"]} - set(config["training"])
 ):
@@ -105,12 +103,24 @@ GROUPS = group_models(
 # on the CPU they declare none and run side by side.
 GPU_JOBS = 1 if uses_gpu(config["device"]) else 0
 
-# What the schema cannot see (non-finite numbers, schedules that train nothing, work that
-# would not fit in memory), refused before any job starts.
+# What the schema cannot see (non-finite numbers, integers written as floats, one model
+# listed twice, schedules that train nothing, work that would not fit in memory), refused
+# before any job starts.
+with open(Path(workflow.basedir) / SCHEMA) as f:
+    schema = yaml.safe_load(f)
 try:
-    check_values(config, machine_memory(), gpu_memory() if GPU_JOBS else None)
+    check_values(config, machine_memory(), gpu_memory() if GPU_JOBS else None, schema)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+
+# One run at a time: the process that runs jobs holds an OS-level lock on the run folder
+# until it ends (job processes and dry runs take none).
+onstart:
+    try:
+        hold_run_lock(RUN)
+    except UserError as error:
+        raise WorkflowError(str(error)) from None
 
 
 # The report's categories, in the order of the paper's claims (the report sorts them by name).

@@ -588,3 +588,61 @@ def test_a_running_instance_holds_the_run_until_it_ends(tmp_path):
         seen = flock_holders(lock) if lock.exists() else set()
     assert first.wait() == 0 and seen == {first.pid}
     assert not flock_holders(lock)
+
+
+# A full disk -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 kB file system, filled up; skipped where mounting one is not allowed."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode()[-200:]}")
+    try:
+        filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+        with pytest.raises(OSError):
+            while True:
+                os.write(filler, b"\0" * 4096)
+        os.close(filler)
+        yield folder
+    finally:
+        import logging
+
+        for handler in logging.getLogger("riwae").handlers:  # a stage's log file there
+            handler.close()
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_sentence_naming_the_folder_and_the_size(full_disk):
+    from riwae.io import DiskFullError, write_bytes
+
+    with pytest.raises(DiskFullError) as error:
+        write_bytes(full_disk / "model.pt", b"x" * 300_000)
+    assert one_sentence(
+        str(error.value),
+        f"No space was left on the disk of {full_disk} to write model.pt (0.3 MB)",
+        "free space there and run again",
+    )
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # nothing half-written
+
+
+def test_a_stage_on_a_full_disk_ends_with_its_sentence_on_stderr(full_disk, capfd):
+    from snakemake.exceptions import WorkflowError
+
+    from riwae import stages
+
+    with pytest.raises(WorkflowError) as error:
+        stages.run_config(
+            resolved=full_disk / "config.yaml",
+            config=smoke_config(),
+            log_file=full_disk / "logs/run_config.log",
+        )
+    sentence = str(error.value)
+    assert one_sentence(sentence, f"No space was left on the disk of {full_disk}", "config.yaml")
+    assert sentence in capfd.readouterr().err  # the log could not take it
+    assert not (full_disk / "config.yaml").exists()

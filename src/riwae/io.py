@@ -11,6 +11,7 @@ sentence naming the file and the fix; ``start_log`` makes a stage end with that 
 instead of a traceback.
 """
 
+import errno
 import fcntl
 import hashlib
 import io
@@ -53,27 +54,43 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+class DiskFullError(UserError):
+    """No space left where a file was being written; the message names the folder."""
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, size: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
     The temporary name keeps the suffix, so libraries that pick a format from it still work.
+    A full disk (or quota) raises ``DiskFullError`` naming the folder and, given ``size``
+    (bytes), the space the file needed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         tmp.chmod(0o644)  # mkstemp makes files private; artifacts are for everyone to read
         tmp.replace(path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        needed = f" ({size / 1e6:.3g} MB)" if size is not None else ""
+        raise DiskFullError(
+            f"No space was left on the disk of {path.parent} to write {path.name}{needed}; "
+            f"free space there and run again (nothing half-written was kept)."
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size=len(data)) as tmp:
         tmp.write_bytes(data)
 
 

@@ -29,17 +29,21 @@ from riwae.io import (
 
 def stage(function):
     """A stage: a problem the user can fix (``UserError``: a damaged or missing input, a
-    non-finite training bound) stops it with its one sentence, in the stage's log and in
-    Snakemake's error, without a traceback."""
+    non-finite training bound, a full disk) stops it with its one sentence, in the stage's
+    log and in Snakemake's error, without a traceback."""
 
     @functools.wraps(function)
     def run(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except UserError as error:
-            # In the stage's log file; Snakemake shows it to the user once, as its error.
-            with open(kwargs["log_file"], "a") as log:
-                log.write(f"{error}\n")
+            # In the stage's log file (on standard error when the log cannot be written, as
+            # on a full disk); Snakemake shows it to the user once, as its error.
+            try:
+                with open(kwargs["log_file"], "a") as log:
+                    log.write(f"{error}\n")
+            except OSError:
+                print(error, file=sys.stderr)
             raise WorkflowError(str(error)) from None
 
     return run

@@ -16,7 +16,7 @@ from test_marginal import closed_form_elbo, problem
 from test_train import settings
 from torch.distributions import Bernoulli, Normal
 
-from riwae.bounds import ESTIMATORS, Members, bounds_and_surrogate
+from riwae.bounds import ESTIMATORS, Members, Objective, bounds_and_surrogate
 from riwae.models import VAE, StackedVAE
 from riwae.train import Group
 
@@ -35,7 +35,12 @@ def gradients(estimator: str, k: int, iwae: bool = True, seed: int = 0):
     z = m + torch.exp(0.5 * lv) * eps
     log_joint = model.log_joint(z.reshape(-1, 2)).reshape(1, k, SETS)
     bounds, surrogate = bounds_and_surrogate(
-        log_joint, z, m, lv, Members([k], [iwae], [estimator]), stopped=(m.detach(), lv.detach())
+        log_joint,
+        z,
+        m,
+        lv,
+        Members([Objective("iwae" if iwae else "vae", k)], [estimator]),
+        stopped=(m.detach(), lv.detach()),
     )
     surrogate.sum().backward()
     return torch.cat([mean.grad, logvar.grad], 1), bounds[0].detach()

@@ -286,16 +286,6 @@ def test_stacked_estimators_match_the_formulas_draw_by_draw(arch, estimators, on
             )
 
 
-@pytest.fixture
-def one_thread():
-    """Small matrix products on one thread: on a busy 2-core machine two threads made the
-    test below several times slower (measured: 9 s against 60 s for 8000 sample sets)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_dreg_is_unbiased_for_the_iwae_gradient_of_two_layers_and_stl_is_not(one_thread):
     """burda2, k = 5, one image: over 12,000 sample sets, the mean gradient of q's output
     biases (mean and log-scale units of q(h1|x) and q(h2|h1)) under DReG agrees with the

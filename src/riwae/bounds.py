@@ -1,8 +1,9 @@
 """Log-densities, and the bounds built from log-weights (``riwae.models.VAE.log_weights``).
 
 Conventions: latents have shape ``[k, batch, dim]`` and log-weights ``[k, batch]``.
-The k-sample VAE bound and the IWAE bound are two reductions of the same log-weights;
-every sum of weights goes through ``logsumexp`` so no unnormalised weight is exponentiated.
+The k-sample VAE bound, the IWAE bound and the objectives that followed it (``Objective``)
+are reductions of the same log-weights; every sum of weights goes through ``logsumexp`` so
+no unnormalised weight is exponentiated.
 """
 
 import math
@@ -171,7 +172,7 @@ class Members:
         shapes = [(o.m, o.k) if o.name in BLOCKED else (1, 1) for o in self.objectives]
         blocks = torch.tensor([b for b, _ in shapes], device=device)[:, None, None]
         per_block = torch.tensor([k for _, k in shapes], device=device)[:, None, None]
-        self.block_shape = (int(blocks.max()), int(per_block.max()))
+        self.block_shape = tuple(max(sizes) for sizes in zip(*shapes, strict=True))
         block = torch.arange(self.block_shape[0], device=device)[None, :, None]
         within = torch.arange(self.block_shape[1], device=device)[None, None, :]
         self.in_block = ((block < blocks) & (within < per_block))[..., None]

@@ -180,8 +180,9 @@ def replicate_settings(replicate: dict, training: dict) -> dict:
 def group_models(replicates: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
     """Model names by training group (``replicates``: from ``model_replicates``).
 
-    ``model``: every model alone; ``k``: models of one architecture and k; ``arch``: all
-    models of one architecture, smaller k padded to the largest. Measured on a 2-core CPU
+    ``model``: every model alone; ``k``: models of one architecture and draws per image
+    (k, or m x k for MIWAE and PIWAE); ``arch``: all models of one architecture, fewer draws
+    padded to the most. Measured on a 2-core CPU
     (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
     2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
     small step's cost is its kernel launches, so ``auto`` is ``arch`` there. A model's seeds

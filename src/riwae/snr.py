@@ -90,9 +90,9 @@ class Moments:
         self.count = total
 
     def snr(self) -> torch.Tensor:
-        """|mean| / std (sample standard deviation, over count - 1) per parameter: +inf where
-        the gradient is the same non-zero value in every repeat, NaN (undefined) where it is
-        zero in every repeat."""
+        """|mean| / std (sample standard deviation, over count - 1) per parameter: NaN
+        (undefined) where the gradient is zero in every repeat, +inf where its standard
+        deviation is zero but it is not (the same value in every repeat)."""
         std = (self.m2 / (self.count - 1)).sqrt()
         ratio = self.mean.abs() / torch.where(std > 0, std, 1.0)
         ratio = torch.where(std > 0, ratio, torch.inf)

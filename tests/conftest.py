@@ -47,3 +47,14 @@ def smoke_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
     snakemake(workdir, "--configfile=config/smoke.yaml")
     return workdir
+
+
+@pytest.fixture
+def one_thread():
+    """Small matrix products on one thread: on a busy 2-core machine two threads made
+    test_estimators' two-layer DReG test several times slower (measured: 9 s against 60 s
+    for 8000 sample sets)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

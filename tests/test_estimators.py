@@ -16,7 +16,7 @@ from test_marginal import closed_form_elbo, problem
 from test_train import settings
 from torch.distributions import Bernoulli, Normal
 
-from riwae.bounds import ESTIMATORS, Members, bounds_and_surrogate
+from riwae.bounds import ESTIMATORS, Members, Objective, bounds_and_surrogate
 from riwae.models import VAE, StackedVAE
 from riwae.train import Group
 
@@ -35,7 +35,12 @@ def gradients(estimator: str, k: int, iwae: bool = True, seed: int = 0):
     z = m + torch.exp(0.5 * lv) * eps
     log_joint = model.log_joint(z.reshape(-1, 2)).reshape(1, k, SETS)
     bounds, surrogate = bounds_and_surrogate(
-        log_joint, z, m, lv, Members([k], [iwae], [estimator]), stopped=(m.detach(), lv.detach())
+        log_joint,
+        z,
+        m,
+        lv,
+        Members([Objective("iwae" if iwae else "vae", k)], [estimator]),
+        stopped=(m.detach(), lv.detach()),
     )
     surrogate.sum().backward()
     return torch.cat([mean.grad, logvar.grad], 1), bounds[0].detach()
@@ -146,14 +151,52 @@ def log_weight(model: VAE, q_model: VAE, x: torch.Tensor, e: torch.Tensor) -> to
     return log_p - log_q
 
 
+def draw_weights(objective: Objective, log_w: torch.Tensor, dreg: bool):
+    """The weights c_i of sum_i c_i grad log w_i that give an objective's gradient, from its
+    definition, for p's parameters and for q's (where DReG squares each draw's normalised
+    weight in its IWAE bound): 1/k for the VAE bound; the normalised weights for the IWAE
+    bound; within each block of k, over m, for MIWAE; beta/k + (1 - beta) times the IWAE's
+    for CIWAE; IWAE's for PIWAE's decoder and MIWAE's for its encoder."""
+    power = 2 if dreg else 1
+    uniform = torch.full_like(log_w, 1 / len(log_w))
+    normalised = torch.softmax(log_w, 0)
+    if objective.name in ("miwae", "piwae"):
+        in_block = torch.softmax(log_w.view(objective.m, objective.k), 1).flatten()
+        miwae = in_block / objective.m, in_block**power / objective.m
+    if objective.name == "vae":
+        return uniform, uniform
+    if objective.name == "iwae":
+        return normalised, normalised**power
+    if objective.name == "miwae":
+        return miwae
+    if objective.name == "ciwae":
+        beta = objective.beta
+        return beta * uniform + (1 - beta) * normalised, beta * uniform + (
+            1 - beta
+        ) * normalised**power
+    return normalised, miwae[1]  # piwae
+
+
+def reference_bound(objective: Objective, log_w: torch.Tensor) -> torch.Tensor:
+    """An objective's value on one image's log-weights, from its definition."""
+    iwae = torch.logsumexp(log_w, 0) - math.log(len(log_w))
+    if objective.name == "vae":
+        return log_w.mean()
+    if objective.name == "miwae":
+        blocks = log_w.view(objective.m, objective.k)
+        return (torch.logsumexp(blocks, 1) - math.log(objective.k)).mean()
+    if objective.name == "ciwae":
+        return objective.beta * log_w.mean() + (1 - objective.beta) * iwae
+    return iwae  # iwae, piwae
+
+
 def reference_gradients(model: VAE, member, x: torch.Tensor, eps: torch.Tensor):
-    """A member's bound per image, its draws' normalised weights ``[batch, k]`` and its
+    """A member's bound per image, its draws' normalised weights ``[batch, draws]`` and its
     estimator's gradient of the mean bound, from the formulas, draw by draw: sum_i c_i grad
-    log w_i with c_i = 1/k (VAE bound) or the normalised weight (IWAE bound), squared for
-    the encoder's gradient under DReG. Under STL and DReG, log q's parameters are held fixed
-    (a copy of q without gradients) while every draw, and h1 as the input of q(h2|h1),
-    stays a function of q's parameters."""
-    iwae, k = member.objective == "iwae", member.k
+    log w_i with the objective's weights c_i (``draw_weights``). Under STL and DReG, log q's
+    parameters are held fixed (a copy of q without gradients) while every draw, and h1 as
+    the input of q(h2|h1), stays a function of q's parameters."""
+    objective = member.training_objective
     held = copy.deepcopy(model)
     for network in [held.encoder, *held.upper_encoders]:
         network.requires_grad_(False)
@@ -164,17 +207,19 @@ def reference_gradients(model: VAE, member, x: torch.Tensor, eps: torch.Tensor):
     bounds, normalised = [], []
     for b in range(len(x)):
         log_w, grads = [], []
-        for i in range(k):
+        for i in range(objective.draws):
             value = log_weight(model, q_model, x[b], eps[i, b])
             log_w.append(value.detach())
             grads.append(torch.autograd.grad(value, list(params.values())))
         log_w = torch.stack(log_w)
-        bounds.append(torch.logsumexp(log_w, 0) - math.log(k) if iwae else log_w.mean())
+        bounds.append(reference_bound(objective, log_w))
         normalised.append(torch.softmax(log_w, 0))
-        weights = normalised[-1] if iwae else torch.full((k,), 1 / k)
+        decoder_weights, encoder_weights = draw_weights(
+            objective, log_w, dreg=member.estimator == "dreg"
+        )
         for j, name in enumerate(params):
-            power = 2 if member.estimator == "dreg" and iwae and name in encoder else 1
-            total[name] += sum(weights[i] ** power * grads[i][j] for i in range(k)) / len(x)
+            weights = encoder_weights if name in encoder else decoder_weights
+            total[name] += sum(weights[i] * grads[i][j] for i in range(len(log_w))) / len(x)
     return torch.stack(bounds), torch.stack(normalised), total
 
 
@@ -193,17 +238,30 @@ def stack_gradients(stack: StackedVAE) -> list[dict[str, torch.Tensor]]:
     [
         [("iwae", 4, "stl"), ("iwae", 4, "dreg"), ("vae", 3, "dreg")],
         [("iwae", 4, "dreg"), ("vae", 4, "stl"), ("iwae", 3, "reparam")],
+        [
+            ("miwae", 3, "reparam", {"m": 2}),
+            ("ciwae", 4, "dreg", {"beta": 0.3}),
+            ("piwae", 2, "dreg", {"m": 2}),
+            ("iwae", 3, "stl"),
+        ],
+        [
+            ("piwae", 2, "reparam", {"m": 3}),
+            ("miwae", 2, "dreg", {"m": 2}),
+            ("ciwae", 5, "stl", {"beta": 0.6}),
+            ("vae", 4, "reparam"),
+        ],
     ],
-    ids=["score-free", "mixed"],
+    ids=["score-free", "mixed", "objectives", "objectives-2"],
 )
 def test_stacked_estimators_match_the_formulas_draw_by_draw(arch, estimators, one_thread):
     """The training surrogate's gradient (a stack of members with their own objective, k,
-    padded, and estimator) equals each member's estimator written out draw by draw, for
-    every parameter: with two layers STL and DReG keep h1's path through q(h2|h1) and
-    weight each path once."""
-    members = [
-        settings(arch=arch, objective=objective, k=k, estimator=estimator, seed=10 + i)
-        for i, (objective, k, estimator) in enumerate(estimators)
+    draws per image, padded, and estimator) equals each member's estimator written out
+    draw by draw, for every parameter: with two layers STL and DReG keep h1's path through
+    q(h2|h1) and weight each path once; PIWAE's networks take their own weights."""
+    members = [  # (objective, k, estimator[, hyper-parameters])
+        settings(arch=arch, objective=spec[0], k=spec[1], estimator=spec[2], seed=10 + i, **extra)
+        for i, spec in enumerate(estimators)
+        for extra in [spec[3] if len(spec) > 3 else {}]
     ]
     models = member_models(arch, len(members))
     stack = StackedVAE(models)
@@ -216,7 +274,8 @@ def test_stacked_estimators_match_the_formulas_draw_by_draw(arch, estimators, on
     for m, (member, grads) in enumerate(zip(members, stack_gradients(stack), strict=True)):
         # The noise the group drew for this member, drawn again.
         g = torch.Generator().manual_seed(member.seed)
-        eps = torch.randn((member.k, 3, models[m].latent_dim), generator=g)
+        draws = member.training_objective.draws
+        eps = torch.randn((draws, 3, models[m].latent_dim), generator=g)
         expected_bounds, weights, expected = reference_gradients(stack.member(m), member, x[m], eps)
         torch.testing.assert_close(bounds[m], expected_bounds, rtol=1e-12, atol=0)
         # Some image's weights are spread: where one draw takes all, DReG would be STL.
@@ -225,16 +284,6 @@ def test_stacked_estimators_match_the_formulas_draw_by_draw(arch, estimators, on
             torch.testing.assert_close(
                 grad, expected[name], rtol=1e-9, atol=1e-10, msg=f"{member.name}: {name}"
             )
-
-
-@pytest.fixture
-def one_thread():
-    """Small matrix products on one thread: on a busy 2-core machine two threads made the
-    test below several times slower (measured: 9 s against 60 s for 8000 sample sets)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_dreg_is_unbiased_for_the_iwae_gradient_of_two_layers_and_stl_is_not(one_thread):

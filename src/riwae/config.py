@@ -38,6 +38,10 @@ def validation_sentence(error) -> str:
     elif error.validator == "enum":
         choices = ", ".join(repr(c) for c in error.validator_value)
         what = f"{error.instance!r} is not one of {choices}"
+    elif error.validator == "not" and "objective" in error.instance:
+        # A model's hyper-parameter that its objective lacks (m, beta).
+        keys = ", ".join(repr(key) for key in error.validator_value.get("required", []))
+        what = f"{keys} is not a setting of objective {error.instance['objective']!r}; remove it"
     elif error.validator == "pattern" and "description" in error.schema:
         what = f"{error.instance!r} is not allowed: it must be {error.schema['description']}"
     else:
@@ -130,14 +134,17 @@ def memory_needs(config: dict) -> list[MemoryNeed]:
     needs = []
     for i, spec in enumerate(config["models"]):
         arch, k = spec["arch"], spec["k"]
-        rows = k * config["training"][arch]["batch_size"]
+        # miwae and piwae draw m x k samples per image.
+        samples, draws = ("k", k) if "m" not in spec else ("m x k", spec["m"] * k)
+        rows = draws * config["training"][arch]["batch_size"]
+        lower = f"models[{i}].k" if "m" not in spec else f"models[{i}].m, models[{i}].k"
         needs.append(
             MemoryNeed(
                 f"models[{i}].k",
-                f"training {arch} at k = {k} (k x batch_size = {rows} rows)",
+                f"training {arch} at {samples} = {draws} ({samples} x batch_size = {rows} rows)",
                 rows * VALUES_PER_ROW * FLOAT32,
                 True,
-                f"models[{i}].k or training.{arch}.batch_size",
+                f"{lower} or training.{arch}.batch_size",
             )
         )
     k = max(config["evaluation"]["bound_k"])

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from riwae.bounds import (
+    Members,
     bernoulli_log_likelihood,
+    bounds_and_surrogate,
     gaussian_log_density,
     standard_normal_log_density,
 )
@@ -161,15 +163,9 @@ class StochasticLayers(nn.Module):
             means.append(mean)
             logvars.append(logvar)
         z = side_by_side(draws)
-        latents = z.split(self.arch.latent_dims, dim=-1) if len(draws) > 1 else [z]
-        log_joint = standard_normal_log_density(latents[-1])
-        for layer in range(len(latents) - 1, 0, -1):
-            log_joint = log_joint + gaussian_log_density(
-                latents[layer - 1], *self.decode(layer, latents[layer])
-            )
-        log_joint = log_joint + bernoulli_log_likelihood(
-            self.decode(0, latents[0]), x.unsqueeze(-3)
-        )
+        # One split of z for log p and q's upper layers: their gradients meet in it.
+        latents = self.latents(z)
+        log_joint = self.log_joint(x, z, latents)
         mean, logvar = side_by_side(means), side_by_side(logvars)
         if not stopped_q:
             return log_joint, z, mean, logvar, None
@@ -183,6 +179,38 @@ class StochasticLayers(nn.Module):
         stopped_means, stopped_logvars = zip(*stopped, strict=True)
         stopped = side_by_side(list(stopped_means)), side_by_side(list(stopped_logvars))
         return log_joint, z, mean, logvar, stopped
+
+    def latents(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """The joint latent z as its layers' units [h1, ..., hL]."""
+        return z.split(self.arch.latent_dims, dim=-1) if self.arch.layers > 1 else [z]
+
+    def log_joint(
+        self, x: torch.Tensor, z: torch.Tensor, latents: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """log p(x, z) of images ``x`` ``[..., batch, pixels]`` and joint latents ``z``
+        ``[..., k, batch, latent_dim]``: shape ``[..., k, batch]``. ``latents``: z split
+        already (``latents(z)``)."""
+        latents = self.latents(z) if latents is None else latents
+        log_joint = standard_normal_log_density(latents[-1])
+        for layer in range(len(latents) - 1, 0, -1):
+            log_joint = log_joint + gaussian_log_density(
+                latents[layer - 1], *self.decode(layer, latents[layer])
+            )
+        return log_joint + bernoulli_log_likelihood(self.decode(0, latents[0]), x.unsqueeze(-3))
+
+    def bounds(self, x: torch.Tensor, eps: torch.Tensor, members: Members):
+        """Each member's objective per image from the draws made from noise ``eps``, and the
+        surrogate whose gradient is its estimator's (``riwae.bounds.bounds_and_surrogate``).
+
+        ``x``: ``[M, batch, pixels]``; ``eps``: ``[M, max_draws, batch, latent_dim]``;
+        ``members``: the objectives and estimators of the M models of a stack (or of M sets
+        of draws of one model). Returns two ``[M, batch]`` tensors."""
+        gradient = torch.is_grad_enabled()
+        stopped_q = any(members.score_free) and gradient  # only where STL or DReG need it
+        log_joint, z, mean, logvar, stopped = self.draw(x, eps, stopped_q)
+        # PIWAE's decoder takes other weights than its encoder: log p once more, z fixed.
+        fixed_z = self.log_joint(x, z.detach()) if "piwae" in members.names and gradient else None
+        return bounds_and_surrogate(log_joint, z, mean, logvar, members, stopped, fixed_z)
 
 
 class VAE(StochasticLayers):

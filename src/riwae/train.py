@@ -15,11 +15,12 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from riwae.bounds import Members, bounds_and_surrogate
+from riwae.bounds import Members, Objective
 from riwae.data import BinarizedMNIST
 from riwae.io import DataError, UserError, load_torch, save_torch, set_aside
 from riwae.models import VAE, StackedVAE
@@ -35,8 +36,8 @@ class TrainingError(UserError):
 @dataclass(frozen=True)
 class TrainSettings:
     arch: str
-    objective: str  # vae | iwae
-    k: int
+    objective: str  # vae | iwae | miwae | ciwae | piwae (riwae.bounds.Objective)
+    k: int  # draws per IWAE bound: all draws per image but for miwae and piwae (m x k)
     batch_size: int
     lr: float
     adam_eps: float
@@ -49,11 +50,32 @@ class TrainSettings:
     estimator: str = "reparam"  # the encoder's gradient: reparam | stl | dreg
     optimizer: str = "adam"  # adam (torch's) | burda (Burda et al.'s code, riwae.optim)
     binarisation: str = "dynamic"  # dynamic (fresh pixels every batch) | fixed (drawn once)
+    # The objective's hyper-parameters, None where it has none: a VAE's or an IWAE's settings
+    # (``as_dict``), name and fingerprint are those they were before these existed.
+    m: int | None = None  # miwae, piwae: IWAE bounds of k draws each
+    beta: float | None = None  # ciwae: the weight of the k-sample ELBO
+
+    def __post_init__(self):
+        if self.beta is not None:  # one model, one fingerprint: beta 0 and 0.0 alike
+            object.__setattr__(self, "beta", float(self.beta))
+
+    @property
+    def training_objective(self) -> Objective:
+        """The objective with its k and hyper-parameters (a ValueError if they do not fit)."""
+        return Objective(self.objective, self.k, self.m, self.beta)
+
+    def as_dict(self) -> dict:
+        """The settings as plain data, without the hyper-parameters the objective lacks."""
+        return {
+            key: value
+            for key, value in asdict(self).items()
+            if value is not None or key not in ("m", "beta")
+        }
 
     @property
     def name(self) -> str:
         """The model and its training seed, for messages."""
-        return f"{model_name(asdict(self))} (seed {self.seed})"
+        return f"{model_name(self.as_dict())} (seed {self.seed})"
 
     def learning_rates(self) -> list[float]:
         """The learning rate of every epoch."""
@@ -71,11 +93,12 @@ class TrainSettings:
         return self.lr * 10 ** (-stage / 7)
 
     def shared(self) -> "TrainSettings":
-        """What members of one group must share: all but objective, k, seed and estimator."""
-        return replace(self, objective="", k=0, seed=0, estimator="")
+        """What members of one group must share: all but the objective (with k and its
+        hyper-parameters), seed and estimator."""
+        return replace(self, objective="", k=0, seed=0, estimator="", m=None, beta=None)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -95,38 +118,45 @@ class Group:
     def __init__(self, members: list[TrainSettings], device: torch.device):
         self.members = members
         self.objectives = Members(
-            [s.k for s in members],
-            [s.objective == "iwae" for s in members],
-            [s.estimator for s in members],
-            device,
+            [s.training_objective for s in members], [s.estimator for s in members], device
         )
 
     def bounds(self, stack: StackedVAE, x: torch.Tensor, generators):
-        """Each member's objective per image, from its own k draws from its own generator,
-        and the surrogate whose gradient is its estimator's (see ``bounds_and_surrogate``).
+        """Each member's objective per image, from its own draws (m x k for MIWAE and
+        PIWAE, else k) from its own generator, and the surrogate whose gradient is its
+        estimator's (see ``riwae.bounds.bounds_and_surrogate``).
 
         ``x``: ``[M, batch, pixels]``; returns two ``[M, batch]`` tensors. Members with
-        k < max_k get zero noise for the padding draws, which the bounds leave out."""
-        ks, max_k = self.objectives.ks, self.objectives.max_k
+        fewer draws than the most get zero noise for the padding draws, which the bounds
+        leave out."""
+        counts, most = self.objectives.draws, self.objectives.max_draws
         shape = (x.shape[1], stack.latent_dim)
         draws = [
-            torch.randn((k, *shape), generator=g, device=x.device, dtype=x.dtype)
-            for k, g in zip(ks, generators, strict=True)
+            torch.randn((count, *shape), generator=g, device=x.device, dtype=x.dtype)
+            for count, g in zip(counts, generators, strict=True)
         ]
         if self.objectives.padded:
-            draws = [torch.cat([d, d.new_zeros((max_k - len(d), *shape))]) for d in draws]
+            draws = [torch.cat([d, d.new_zeros((most - len(d), *shape))]) for d in draws]
         eps = draws[0][None] if len(draws) == 1 else torch.stack(draws)
-        # q with its parameters held fixed only where a gradient of STL or DReG is asked for.
-        stopped_q = any(self.objectives.score_free) and torch.is_grad_enabled()
-        log_joint, z, mean, logvar, stopped = stack.draw(x, eps, stopped_q)
-        return bounds_and_surrogate(log_joint, z, mean, logvar, self.objectives, stopped)
+        return stack.bounds(x, eps, self.objectives)
 
 
 def model_name(spec: dict) -> str:
-    """``<arch>-<objective>-k<k>``, with ``-<estimator>`` when it is not the plain one."""
+    """``<arch>-<objective>-k<k>``, with the objective's hyper-parameters before k
+    (``-b<beta>`` for ciwae, ``-m<m>`` for miwae and piwae) and ``-<estimator>`` when it is
+    not the plain one: ``burda1-iwae-k50``, ``burda1-miwae-m8-k8-dreg``,
+    ``burda1-ciwae-b0.05-k64``. beta is written in positional notation, as short as its
+    value allows (0.00001, not 1e-05), so names hold only letters, digits, '.' and '-'."""
+    parts = [spec["arch"], spec["objective"]]
+    if spec.get("beta") is not None:
+        parts.append("b" + np.format_float_positional(float(spec["beta"]), trim="-"))
+    if spec.get("m") is not None:
+        parts.append(f"m{spec['m']}")
+    parts.append(f"k{spec['k']}")
     estimator = spec.get("estimator", "reparam")
-    suffix = "" if estimator == "reparam" else f"-{estimator}"
-    return f"{spec['arch']}-{spec['objective']}-k{spec['k']}{suffix}"
+    if estimator != "reparam":
+        parts.append(estimator)
+    return "-".join(parts)
 
 
 def model_replicates(specs: list[dict], seeds: list[int]) -> list[dict]:
@@ -150,8 +180,9 @@ def replicate_settings(replicate: dict, training: dict) -> dict:
 def group_models(replicates: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
     """Model names by training group (``replicates``: from ``model_replicates``).
 
-    ``model``: every model alone; ``k``: models of one architecture and k; ``arch``: all
-    models of one architecture, smaller k padded to the largest. Measured on a 2-core CPU
+    ``model``: every model alone; ``k``: models of one architecture and draws per image
+    (k, or m x k for MIWAE and PIWAE); ``arch``: all models of one architecture, fewer draws
+    padded to the most. Measured on a 2-core CPU
     (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
     2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
     small step's cost is its kernel launches, so ``auto`` is ``arch`` there. A model's seeds
@@ -161,7 +192,8 @@ def group_models(replicates: list[dict], policy: str, gpu: bool) -> dict[str, li
         policy = "arch" if gpu else "model"
     keys = {
         "model": lambda spec: spec["name"],
-        "k": lambda spec: f"{spec['arch']}-k{spec['k']}",
+        # The draws per image: k, or m x k for MIWAE and PIWAE.
+        "k": lambda spec: f"{spec['arch']}-k{spec['k'] * (spec.get('m') or 1)}",
         "arch": lambda spec: spec["arch"],
     }
     groups: dict[str, list[str]] = {}
@@ -352,7 +384,7 @@ def save_model(path: str | Path, model: VAE, settings: TrainSettings, device: to
         path,
         {
             "arch": model.arch_name,
-            "settings": asdict(settings),
+            "settings": settings.as_dict(),
             "device": str(device),
             "model": dict(model.state_dict()),
         },

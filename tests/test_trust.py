@@ -401,6 +401,14 @@ def schema() -> dict:
         ),
         ([{"objective": "vae", "k": 5}, {"objective": "iwae", "k": 5}], False),
         ([{"objective": "vae", "k": 1}, {"objective": "iwae", "k": 1, "estimator": "stl"}], False),
+        ([{"objective": "iwae", "k": 8}, {"objective": "miwae", "m": 1, "k": 8}], True),
+        ([{"objective": "vae", "k": 8}, {"objective": "miwae", "m": 8, "k": 1}], True),
+        ([{"objective": "iwae", "k": 8}, {"objective": "piwae", "m": 1, "k": 8}], True),
+        ([{"objective": "iwae", "k": 8}, {"objective": "ciwae", "beta": 0, "k": 8}], True),
+        ([{"objective": "vae", "k": 8}, {"objective": "ciwae", "beta": 1.0, "k": 8}], True),
+        ([{"objective": "vae", "k": 1}, {"objective": "ciwae", "beta": 0.5, "k": 1}], True),
+        ([{"objective": "miwae", "m": 2, "k": 4}, {"objective": "piwae", "m": 2, "k": 4}], False),
+        ([{"objective": "iwae", "k": 8}, {"objective": "ciwae", "beta": 0.5, "k": 8}], False),
     ],
 )
 def test_two_entries_that_train_the_same_model_are_refused(models, same):

@@ -230,14 +230,25 @@ def strict_integer_problem(config: dict, schema: dict) -> str | None:
 
 
 def trained_identity(spec: dict) -> tuple:
-    """What determines the model that a ``models`` entry trains, apart from its name: at
-    k = 1 the VAE and IWAE bounds and their gradients are equal, and without IWAE weights
-    DReG's gradient is STL's."""
-    objective = "vae" if spec["k"] == 1 else spec["objective"]
+    """What determines the model that a ``models`` entry trains, apart from its name: the
+    objective in its simplest form (at k = 1 the VAE and IWAE bounds and their gradients are
+    equal; MIWAE and PIWAE with one block are IWAE, MIWAE with one draw a block the VAE
+    bound of m draws; CIWAE at beta 0 is IWAE, at 1 the VAE bound), and the estimator
+    (without IWAE weights DReG's gradient is STL's)."""
+    objective, k = spec["objective"], spec["k"]
+    m, beta = spec.get("m"), spec.get("beta")
+    if objective in ("miwae", "piwae") and m == 1:
+        objective, m = "iwae", None
+    if objective == "miwae" and k == 1:
+        objective, k, m = "vae", m, None
+    if objective == "ciwae" and beta in (0, 1):
+        objective, beta = ("iwae" if beta == 0 else "vae"), None
+    if objective in ("iwae", "ciwae") and k == 1:
+        objective, beta = "vae", None
     estimator = spec.get("estimator", "reparam")
     if objective == "vae" and estimator == "dreg":
         estimator = "stl"
-    return spec["arch"], objective, spec["k"], estimator
+    return spec["arch"], objective, k, m, beta, estimator
 
 
 def same_model_problem(models: list[dict]) -> str | None:
@@ -249,7 +260,7 @@ def same_model_problem(models: list[dict]) -> str | None:
             return (
                 f"Invalid config at models[{i}]: it trains the same model as "
                 f"models[{seen[identity]}] (at k = 1 the VAE and IWAE bounds and their "
-                f"gradients are equal, and a VAE's DReG gradient is STL's); list it once."
+                f"gradients are equal; see riwae.config.trained_identity); list it once."
             )
         seen[identity] = i
     return None

@@ -147,7 +147,7 @@ def identity(
         off_by_one_markdown,
         synthetic_identity,
     )
-    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.data import binarized_test_images
     from riwae.targets import cremer2d_target
     from riwae.train import load_model
 
@@ -164,8 +164,7 @@ def identity(
             ),
         }
     ]
-    test = load_mnist(data)["test_images"][: settings["model_images"]]
-    images = BinarizedMNIST(test).fixed(seed=seed)
+    images = binarized_test_images(data, seed, settings["model_images"])
     for name, path in zip(model_names, models, strict=True):
         model, _ = load_model(path)
         rows = model_identity(model, images, ks, settings["model_sample_sets"], tolerance, seed)
@@ -198,7 +197,7 @@ def marginal(data, models, table, markdown, html, settings, model_names, seed, t
     import pandas as pd
     import torch
 
-    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.data import binarized_test_images, chosen_images
     from riwae.grid import fitted_grid, square_grid
     from riwae.marginal import marginal_markdown, marginal_ordering
     from riwae.targets import ModelPosterior, cremer2d_target
@@ -220,9 +219,9 @@ def marginal(data, models, table, markdown, html, settings, model_names, seed, t
             case="synthetic 2D target", image=-1
         )
     ]
-    test = load_mnist(data)["test_images"]
+    test = binarized_test_images(data, seed)
     indices = chosen_images(settings["digits"], len(test), seed)
-    images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
+    images = test[indices].double()
     for name, path in zip(model_names, models, strict=True):
         model = load_model(path)[0].double()
         for index, x in zip(indices, images, strict=True):
@@ -258,7 +257,7 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
     """C4: the test log-likelihood, the IWAE bounds and the active units of one model."""
     import torch
 
-    from riwae.data import evaluation_images
+    from riwae.data import binarized_test_images
     from riwae.evaluate import evaluate_model
     from riwae.train import load_model, resolve_device
 
@@ -266,7 +265,7 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
     torch.set_num_threads(threads)
     device = resolve_device(device)
     vae, state = load_model(model, device)
-    x = evaluation_images(data, settings["test_images"], seed, device)
+    x = binarized_test_images(data, seed, settings["test_images"], device)
     numbers = evaluate_model(vae, x, settings["ll_k"], settings["bound_k"], seed)
     record = {"model": model_name, **state["settings"], "device": str(device), **numbers}
     log.info(
@@ -345,14 +344,14 @@ def reconstruct(
     import pandas as pd
     import torch
 
-    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.data import binarized_test_images, chosen_images
     from riwae.reconstruct import decode_means, q_and_qiw_draws, reconstruction_metric
     from riwae.tables import reconstruction_over_seeds
     from riwae.train import load_model, model_name
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    test = BinarizedMNIST(load_mnist(data)["test_images"]).fixed(seed=seed)
+    test = binarized_test_images(data, seed)
     k = settings["reconstruction_k"]
     indices = torch.tensor(chosen_images(settings["reconstruction_digits"], len(test), seed))
     rows, figure_arrays = [], {}
@@ -404,15 +403,15 @@ def digit_posteriors(data, model, arrays, settings, ks, seed, threads, log_file)
     """True posteriors and q_IW of test digits under one 2D model, each on its own grid."""
     import torch
 
-    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.data import binarized_test_images, chosen_images
     from riwae.posterior import digit_posterior_arrays, flatten_digits
     from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    test = load_mnist(data)["test_images"]
+    test = binarized_test_images(data, seed)
     indices = chosen_images(settings["posterior_digits"], len(test), seed)
-    images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
+    images = test[indices].double()
     digits = digit_posterior_arrays(
         load_model(model)[0].double(),
         images,
@@ -445,17 +444,15 @@ def latent_space(data, model, arrays, settings, seed, threads, log_file):
     over the region they cover."""
     import torch
 
-    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.data import binarized_test_images, load_mnist
     from riwae.reconstruct import latent_space_arrays
     from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    mnist = load_mnist(data)
-    x = BinarizedMNIST(mnist["test_images"]).fixed(seed=seed)
-    space = latent_space_arrays(
-        load_model(model)[0], x, mnist["test_labels"], settings["manifold_size"]
-    )
+    x = binarized_test_images(data, seed)
+    labels = load_mnist(data)["test_labels"]
+    space = latent_space_arrays(load_model(model)[0], x, labels, settings["manifold_size"])
     write_npz(arrays, space)
     log.info("latent region %s", space["extent"])
 
@@ -618,7 +615,7 @@ def exact_loglik(
     import pandas as pd
     import torch
 
-    from riwae.data import evaluation_images
+    from riwae.data import binarized_test_images
     from riwae.exact import (
         ModelJoint,
         exact_log_evidence,
@@ -633,8 +630,8 @@ def exact_loglik(
     log = start_log(log_file)
     torch.set_num_threads(threads)
     device = resolve_device(device)
-    # The evaluate stage's images: the same count, seed and device give the same pixels.
-    x = evaluation_images(data, test_images, seed, device)
+    # The evaluate stage's images (drawn on the CPU: the same pixels on every device).
+    x = binarized_test_images(data, seed, test_images, device)
     tables, panels = [], []
     for name, model_path, evaluation_path in zip(model_names, models, evaluations, strict=True):
         joint = ModelJoint(load_model(model_path, device)[0], x)

@@ -208,13 +208,14 @@ def save_checkpoint(path: Path, **state) -> None:
     save_torch(path, state)
 
 
-def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict | None:
-    """The checkpoint at ``path`` when it belongs to this group. A damaged one (truncated,
-    altered, or not plain data) is set aside and training starts from scratch."""
+def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    """The checkpoint at ``path`` when it belongs to this group, on the CPU (``resume`` puts
+    it in place). A damaged one (truncated, altered, or not plain data) is set aside and
+    training starts from scratch."""
     if not path.exists():
         return None
     try:
-        state = load_torch(path, device, fix="training sets it aside and starts from scratch")
+        state = load_torch(path, "cpu", fix="training sets it aside and starts from scratch")
     except DataError as error:
         log.warning("%s (set aside as %s)", error, set_aside(path))
         return None
@@ -222,6 +223,24 @@ def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict 
         log.info("checkpoint %s is of other settings; starting from scratch", path)
         return None
     return state
+
+
+def resume(state: dict, stack: StackedVAE, optimizer, generators) -> tuple[list, list]:
+    """Put a checkpoint (loaded on the CPU) in place; returns its histories and timing.
+
+    ``load_state_dict`` copies the weights and Adam's moments to the parameters' device and
+    leaves the step counters on the CPU, where a step reads them without waiting for the
+    device (loaded onto the GPU, they would make every step wait)."""
+    stack.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for generator, saved in zip(generators, state["generators"], strict=True):
+        generator.set_state(saved)  # generator states live on the CPU
+    return state["histories"], state["timing"]
+
+
+def group_fingerprint(members: list[TrainSettings]) -> str:
+    """What a checkpoint must have been written for to be resumed."""
+    return hashlib.sha256("".join(s.fingerprint() for s in members).encode()).hexdigest()
 
 
 def train_group(
@@ -243,7 +262,7 @@ def train_group(
     check_group(members)
     first = members[0]
     checkpoint_path = Path(checkpoint_path)
-    fingerprint = hashlib.sha256("".join(s.fingerprint() for s in members).encode()).hexdigest()
+    fingerprint = group_fingerprint(members)
     train_images = train_images[: first.train_images]
     data = BinarizedMNIST(train_images, device)
     heldout = BinarizedMNIST(heldout_images[: first.heldout_images], device)
@@ -264,13 +283,9 @@ def train_group(
     histories: list[list[dict]] = [[] for _ in members]
     timing: list[dict] = []
 
-    state = load_checkpoint(checkpoint_path, fingerprint, device)
+    state = load_checkpoint(checkpoint_path, fingerprint)
     if state is not None:
-        stack.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for generator, saved in zip(generators, state["generators"], strict=True):
-            generator.set_state(saved.cpu())  # generator states live on the CPU
-        histories, timing = state["histories"], state["timing"]
+        histories, timing = resume(state, stack, optimizer, generators)
         log.info(
             "resumed from epoch %d of %d (%s)", len(timing), len(learning_rates), checkpoint_path
         )

@@ -412,8 +412,9 @@ def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
         "lr": 1e-3,
         "seed": 7,
     }
-    # On a GPU a model's seeds stack into its architecture's group; on the CPU each is alone.
-    assert riwae.train.group_models(replicates, "auto", gpu=True) == {
+    # With device: cuda a model's seeds stack into its architecture's group; otherwise each
+    # is alone, device: auto included, whatever this machine has: the groups name rules.
+    assert riwae.train.group_models(replicates, "auto", "cuda") == {
         "burda1": ["burda1-iwae-k5", "burda1-iwae-k5-seed0", "burda1-iwae-k5-seed7"],
         "cremer2d": [
             "cremer2d-iwae-k50-dreg",
@@ -421,5 +422,6 @@ def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
             "cremer2d-iwae-k50-dreg-seed7",
         ],
     }
-    alone = riwae.train.group_models(replicates, "auto", gpu=False)
-    assert list(alone.values()) == [[r["name"]] for r in replicates]
+    for device in ("cpu", "auto"):
+        alone = riwae.train.group_models(replicates, "auto", device)
+        assert list(alone.values()) == [[r["name"]] for r in replicates]

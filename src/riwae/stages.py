@@ -6,6 +6,7 @@ The Snakefile imports this module on every Snakemake call, dry runs included, so
 imports the heavy libraries (torch, pandas, matplotlib) itself, when it runs.
 """
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -30,12 +31,26 @@ from riwae.io import (
 def stage(function):
     """A stage: a problem the user can fix (``UserError``: a damaged or missing input, a
     non-finite training bound) stops it with its one sentence, in the stage's log and in
-    Snakemake's error, without a traceback."""
+    Snakemake's error, without a traceback.
+
+    How a job computes is settled here, before the stage runs: ``matmul_precision`` (given
+    to every stage that computes) sets the precision of float32 matrix products, and a stage
+    that takes ``device`` gets it as a ``torch.device``, on CUDA a GPU of its own held for
+    the job's lifetime (``riwae.device.claim_device``, locks under ``gpu_locks``)."""
 
     @functools.wraps(function)
-    def run(*args, **kwargs):
+    def run(*args, matmul_precision=None, gpu_locks=None, **kwargs):
         try:
-            return function(*args, **kwargs)
+            with contextlib.ExitStack() as job:
+                if matmul_precision is not None:
+                    from riwae.device import set_matmul_precision
+
+                    set_matmul_precision(matmul_precision)
+                if "device" in kwargs:
+                    from riwae.device import claim_device
+
+                    kwargs["device"] = job.enter_context(claim_device(kwargs["device"], gpu_locks))
+                return function(*args, **kwargs)
         except UserError as error:
             # In the stage's log file; Snakemake shows it to the user once, as its error.
             with open(kwargs["log_file"], "a") as log:
@@ -62,12 +77,11 @@ def train(mnist, models, histories, timings, settings, checkpoint, device, threa
 
     from riwae.data import load_mnist
     from riwae.io import delete_torch
-    from riwae.train import TrainSettings, resolve_device, save_model, train_group
+    from riwae.train import TrainSettings, save_model, train_group
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
     members = [TrainSettings(**s) for s in settings]
-    device = resolve_device(device)
     data = load_mnist(mnist)
     log.info("training %s together on %s", ", ".join(s.name for s in members), device)
     for member in members:
@@ -259,11 +273,10 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
 
     from riwae.data import binarized_test_images
     from riwae.evaluate import evaluate_model
-    from riwae.train import load_model, resolve_device
+    from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    device = resolve_device(device)
     vae, state = load_model(model, device)
     x = binarized_test_images(data, seed, settings["test_images"], device)
     numbers = evaluate_model(vae, x, settings["ll_k"], settings["bound_k"], seed)
@@ -625,16 +638,17 @@ def exact_loglik(
         summary_table,
     )
     from riwae.posterior import flatten_digits
-    from riwae.train import load_model, resolve_device
+    from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    device = resolve_device(device)
-    # The evaluate stage's images (drawn on the CPU: the same pixels on every device).
-    x = binarized_test_images(data, seed, test_images, device)
+    # The evaluate stage's images, in float64 as the model: the integrand's sums (784 pixel
+    # terms per point, then the quadrature's) decide the result's last digits, and float64
+    # keeps them whatever the precision of float32 matrix products.
+    x = binarized_test_images(data, seed, test_images, device).double()
     tables, panels = [], []
     for name, model_path, evaluation_path in zip(model_names, models, evaluations, strict=True):
-        joint = ModelJoint(load_model(model_path, device)[0], x)
+        joint = ModelJoint(load_model(model_path, device)[0].double(), x)
         start = time.perf_counter()
         exact = exact_log_evidence(
             joint,

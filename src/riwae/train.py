@@ -78,17 +78,6 @@ class TrainSettings:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present and the CPU otherwise."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            "device: cuda was asked for but no CUDA device is visible; set device: auto or cpu."
-        )
-    return torch.device(device)
-
-
 class Group:
     """The members of a group and their stacked bounds."""
 
@@ -147,18 +136,22 @@ def replicate_settings(replicate: dict, training: dict) -> dict:
     return {**spec, **training[spec["arch"]], "seed": replicate["seed"]}
 
 
-def group_models(replicates: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
+def group_models(replicates: list[dict], policy: str, device: str) -> dict[str, list[str]]:
     """Model names by training group (``replicates``: from ``model_replicates``).
 
     ``model``: every model alone; ``k``: models of one architecture and k; ``arch``: all
     models of one architecture, smaller k padded to the largest. Measured on a 2-core CPU
     (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
     2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
-    small step's cost is its kernel launches, so ``auto`` is ``arch`` there. A model's seeds
-    differ only in their draws, so on a GPU they stack too.
+    small step's cost is its kernel launches, so ``auto`` is ``arch`` with ``device: cuda``.
+    A model's seeds differ only in their draws, so on a GPU they stack too.
+
+    Decided from the config alone (``device``, not the machine): the groups name the rules,
+    and every machine that reads the workflow (a cluster's compute node too) must find the
+    same ones. So ``device: auto`` groups as the CPU does.
     """
     if policy == "auto":
-        policy = "arch" if gpu else "model"
+        policy = "arch" if device == "cuda" else "model"
     keys = {
         "model": lambda spec: spec["name"],
         "k": lambda spec: f"{spec['arch']}-k{spec['k']}",

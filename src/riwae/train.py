@@ -184,9 +184,17 @@ def training_step(stack: StackedVAE, group: Group, optimizer, x, generators) -> 
     return bound.detach()
 
 
+# Held-out images per forward pass of the per-epoch held-out bound.
+HELDOUT_BATCH = 500
+
+
 @torch.no_grad()
 def heldout_bounds(
-    stack: StackedVAE, group: Group, x: torch.Tensor, seeds: list[int], batch_size: int = 500
+    stack: StackedVAE,
+    group: Group,
+    x: torch.Tensor,
+    seeds: list[int],
+    batch_size: int = HELDOUT_BATCH,
 ) -> torch.Tensor:
     """Each member's objective on its fixed held-out images (``[M, n, pixels]``), with a
     fixed seed per member. Shape ``[M]``, on the device."""

@@ -244,6 +244,21 @@ def group_fingerprint(members: list[TrainSettings]) -> str:
     return hashlib.sha256("".join(s.fingerprint() for s in members).encode()).hexdigest()
 
 
+def member_batches(data: BinarizedMNIST, members, generators, fixed):
+    """One epoch's minibatches of every member, ``[M, batch, pixels]``: each member's own
+    order and binarisation draws from its own generator (or slices of its ``fixed``
+    pixels), indexed and binarised on the data's device."""
+    batches = zip(
+        *(
+            data.batches(members[0].batch_size, g, fixed=f)
+            for g, f in zip(generators, fixed, strict=True)
+        ),
+        strict=True,
+    )
+    for xs in batches:
+        yield xs[0][None] if len(xs) == 1 else torch.stack(xs)
+
+
 def train_group(
     members: list[TrainSettings],
     train_images,
@@ -299,21 +314,13 @@ def train_group(
             param_group["lr"] = learning_rates[epoch]
         start = time.perf_counter()
         total = torch.zeros(len(members), device=device)
-        batches = zip(
-            *(
-                data.batches(first.batch_size, g, fixed=f)
-                for g, f in zip(generators, fixed, strict=True)
-            ),
-            strict=True,
-        )
-        for xs in tqdm(
-            batches,
+        for x in tqdm(
+            member_batches(data, members, generators, fixed),
             total=steps,
             disable=not progress,
             desc=f"epoch {epoch + 1}/{len(learning_rates)}",
             mininterval=2,
         ):
-            x = xs[0][None] if len(xs) == 1 else torch.stack(xs)
             bound = training_step(stack, group, optimizer, x, generators)
             total += bound.sum(1)  # stays on the device: no wait for the host
         train_bound = (total / len(data)).tolist()  # the epoch's one wait for the host

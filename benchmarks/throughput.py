@@ -1,18 +1,23 @@
-"""Training and evaluation throughput of config/paper.yaml's groups against the GEMM-only
-floor of the same shapes, and the whole config's projected wall time.
+"""Training and evaluation throughput of a config's groups against the GEMM-only floor of
+the same shapes, and the whole config's projected wall time.
 
     python benchmarks/throughput.py [--device cpu|cuda] [--threads N] [--seconds S]
-                                    [--config config/paper.yaml]
+                                    [--config config/paper.yaml] [--csv FILE]
 
-For each training group that the pipeline would form on this device (``training_groups``
-of the config; ``auto`` is one model per group on a CPU, one group per architecture on a
-GPU), one full training step (every member's k draws per image, log-weights, bounds,
-backward, Adam: the pipeline's own ``training_step``) is timed, then only the matrix
-products that step performs (forward, and the two products per layer of the backward
-pass), on tensors of the same shapes. Their ratio says how much of the step is spent outside
-the GEMMs. Evaluation: the k=5000 log-likelihood estimate (forward only, the pipeline's own
-chunk size for this device) against its forward GEMMs. The last line projects the config's
-training and evaluation time from these rates, with one job at a time on this device.
+For each training group that the pipeline forms with ``device: <this device>``
+(``training_groups`` of the config; ``auto`` is one model per group on a CPU, one group per
+architecture on CUDA), what one step of the training loop costs: taking the next minibatch
+of every member (indexing the images on the device, binarising them there), every
+member's k draws per image, log-weights, bounds, backward, the config's optimizer (Burda
+et al.'s Adam where the config names it: six kernels per parameter tensor) and the sum of
+the bounds, all the pipeline's own code (``riwae.train``); then only the matrix products
+that step performs (forward, and the two products per layer of the backward pass), on
+tensors of the same shapes. Their ratio says how much of the step is spent outside the
+GEMMs. Each epoch's held-out pass is timed once per group. Evaluation: one batch of
+``riwae.evaluate.evaluate_model`` (its own batch size for this device: the k = ll_k
+estimate, the bounds and the ELBO's draws) against its forward GEMMs. The last line projects
+the config's training and evaluation time from these rates, one job at a time on this
+device. Matrix products run at the config's ``matmul_precision``.
 """
 
 import argparse
@@ -25,12 +30,17 @@ import pandas as pd
 import torch
 
 from riwae.config import load_config
-from riwae.evaluate import chunk_rows, iwae_estimate
+from riwae.data import BinarizedMNIST
+from riwae.device import set_matmul_precision
+from riwae.evaluate import chunk_rows, evaluate_model, evaluation_batch_size
 from riwae.models import ARCHITECTURES, VAE, StackedVAE
+from riwae.optim import make_optimizer
 from riwae.train import (
     Group,
     TrainSettings,
     group_models,
+    heldout_bounds,
+    member_batches,
     model_replicates,
     replicate_settings,
     training_step,
@@ -48,11 +58,12 @@ def cpu_name() -> str:
 
 
 def timed(fn, seconds: float, device: torch.device) -> float:
-    """Median seconds per call of ``fn`` over repeated blocks lasting about ``seconds``."""
+    """Median seconds per call of ``fn`` over 5 blocks of repeated calls lasting about
+    ``seconds`` in all (at least one call a block), after a warm-up."""
 
     def sync():
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
 
     for _ in range(3):
         fn()
@@ -109,16 +120,44 @@ def gemm_floor(shapes, models: int, device, seconds: float, backward: bool) -> f
     return timed(run, seconds, device)
 
 
-def group_step(members: list[TrainSettings], device: torch.device):
-    """The pipeline's training step for one group, on random binary images."""
+def random_images(n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` uint8 images of random intensities, in place of MNIST (the cost is the same)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 784), generator=generator, dtype=torch.uint8)
+
+
+def training_loop(members: list[TrainSettings], device: torch.device):
+    """The training loop's work per step for one group, as ``riwae.train.train_group`` does
+    it: a callable making one step (restarting the epoch's batches when they run out), and
+    one making the group's held-out pass."""
+    first = members[0]
     stack = StackedVAE(
         [VAE(s.arch).initialise(torch.Generator().manual_seed(s.seed)) for s in members]
     ).to(device)
     group = Group(members, device)
-    optimizer = torch.optim.Adam(stack.parameters(), lr=1e-4)
+    optimizer = make_optimizer(first.optimizer, stack.parameters(), first.lr, first.adam_eps)
     generators = [torch.Generator(device=device).manual_seed(s.seed) for s in members]
-    x = (torch.rand(len(members), members[0].batch_size, 784, device=device) < 0.3).float()
-    return lambda: training_step(stack, group, optimizer, x, generators)
+    data = BinarizedMNIST(random_images(first.train_images), device)
+    fixed = [
+        data.fixed(seed=s.seed + 3).bool() if s.binarisation == "fixed" else None for s in members
+    ]
+    heldout = BinarizedMNIST(random_images(first.heldout_images, seed=1), device)
+    heldout_x = torch.stack([heldout.fixed(seed=s.seed + 1) for s in members])
+    total = torch.zeros(len(members), device=device)
+    batches = iter(())
+
+    def step():
+        nonlocal batches, total
+        x = next(batches, None)
+        if x is None:
+            batches = member_batches(data, members, generators, fixed)
+            x = next(batches)
+        total += training_step(stack, group, optimizer, x, generators).sum(1)
+
+    def heldout_pass():
+        heldout_bounds(stack, group, heldout_x, [s.seed + 2 for s in members])
+
+    return step, heldout_pass
 
 
 def main() -> None:
@@ -127,7 +166,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--config", default="config/paper.yaml")
-    parser.add_argument("--eval-images", type=int, default=20)
+    parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -137,13 +176,17 @@ def main() -> None:
         else f"{cpu_name()}, {args.threads} thread(s)"
     )
     config = load_config(args.config)
-    print(f"# torch {torch.__version__}, {device} ({name}), groups of {args.config}")
+    set_matmul_precision(config["matmul_precision"])
+    print(
+        f"# torch {torch.__version__}, {device} ({name}), groups of {args.config}, "
+        f"matmul_precision {config['matmul_precision']}"
+    )
     replicates = model_replicates(config["models"], config["seeds"])
     settings = {
         spec["name"]: TrainSettings(**replicate_settings(spec, config["training"]))
         for spec in replicates
     }
-    groups = group_models(replicates, config["training_groups"], device.type == "cuda")
+    groups = group_models(replicates, config["training_groups"], device.type)
     rows, hours = [], 0.0
     # Groups that differ only in their members' seeds cost the same: timed once, one row.
     alike: dict[tuple, list[str]] = {}
@@ -151,50 +194,63 @@ def main() -> None:
         alike.setdefault(tuple(replace(settings[n], seed=0) for n in names), []).append(group_name)
     for members, group_names in alike.items():
         first = members[0]
-        step = timed(group_step(list(members), device), args.seconds, device)
+        step, heldout_pass = training_loop(list(members), device)
+        step_seconds = timed(step, args.seconds, device)
+        heldout_seconds = timed(heldout_pass, args.seconds / 5, device)
         shapes = layer_shapes(first.arch, first.batch_size, max(s.k for s in members))
         floor = gemm_floor(shapes, len(members), device, args.seconds, backward=True)
-        steps = len(first.learning_rates()) * math.ceil(first.train_images / first.batch_size)
-        hours += len(group_names) * steps * step / 3600
+        epochs = len(first.learning_rates())
+        steps = epochs * math.ceil(first.train_images / first.batch_size)
+        group_hours = len(group_names) * (steps * step_seconds + epochs * heldout_seconds) / 3600
+        hours += group_hours
         seeds = f" x {len(group_names)} seeds" if len(group_names) > 1 else ""
         rows.append(
             {
                 "case": f"train {group_names[0]} ({len(members)} model(s)){seeds}",
-                "images*k/s": first.batch_size * sum(s.k for s in members) / step,
-                "step ms": 1e3 * step,
+                "images*k/s": first.batch_size * sum(s.k for s in members) / step_seconds,
+                "step ms": 1e3 * step_seconds,
                 "GEMM floor ms": 1e3 * floor,
-                "ratio": step / floor,
+                "ratio": step_seconds / floor,
+                "held-out s": heldout_seconds,
                 "steps": steps,
-                "hours": len(group_names) * steps * step / 3600,
+                "hours": group_hours,
             }
         )
     evaluation = config["evaluation"]
+    ll_k, bound_k = evaluation["ll_k"], evaluation["bound_k"]
+    images = min(evaluation_batch_size(device, ll_k), evaluation["test_images"])
+    draws = ll_k + sum(bound_k) + max(bound_k)  # the estimate, the bounds, the ELBO's draws
     for arch in sorted({s.arch for s in settings.values()}):
         model = VAE(arch).initialise(torch.Generator().manual_seed(0)).to(device).eval()
-        generator = torch.Generator(device=device).manual_seed(0)
-        images = max(args.eval_images, chunk_rows(device) // 5000)
-        x = (torch.rand(images, 784, device=device) < 0.3).float()
-        estimate = timed(
-            lambda m=model, x=x, g=generator: iwae_estimate(m, x, 5000, g), args.seconds, device
+        x = BinarizedMNIST(random_images(images), device).fixed(seed=0)
+        batch_seconds = timed(
+            lambda m=model, x=x: evaluate_model(m, x, ll_k, bound_k, seed=0), args.seconds, device
         )
-        floor = gemm_floor(layer_shapes(arch, images, 5000), 1, device, args.seconds, False)
+        # The forward GEMMs of one chunk of draws, scaled to the batch's draws.
+        chunk_images = max(1, chunk_rows(device) // ll_k)
+        chunk = layer_shapes(arch, chunk_images, ll_k)
+        floor = gemm_floor(chunk, 1, device, args.seconds, backward=False)
+        floor *= images * draws / (chunk_images * ll_k)
         models = sum(s.arch == arch for s in settings.values())
-        # The estimate at ll_k, plus the bounds at bound_k and the ELBO's draws.
-        draws = evaluation["ll_k"] + sum(evaluation["bound_k"]) + max(evaluation["bound_k"])
-        eval_hours = models * evaluation["test_images"] / images * draws / 5000 * estimate / 3600
+        batches = models * math.ceil(evaluation["test_images"] / images)
+        eval_hours = batches * batch_seconds / 3600
         hours += eval_hours
         rows.append(
             {
-                "case": f"eval {arch} k 5000 ({images} images)",
-                "images*k/s": images * 5000 / estimate,
-                "step ms": 1e3 * estimate,
+                "case": f"eval {arch} k {ll_k} ({images} images a batch)",
+                "images*k/s": images * draws / batch_seconds,
+                "step ms": 1e3 * batch_seconds,
                 "GEMM floor ms": 1e3 * floor,
-                "ratio": estimate / floor,
-                "steps": models * math.ceil(evaluation["test_images"] / images),
+                "ratio": batch_seconds / floor,
+                "held-out s": math.nan,
+                "steps": batches,
                 "hours": eval_hours,
             }
         )
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    table = pd.DataFrame(rows)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"{args.config.split('/')[-1]} projected: {hours:.3g} h on {name}")
 
 

@@ -9,15 +9,25 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
+SMOKE = "results/smoke"
+
 # Identities are tested exactly, so the default dtype of every test is float64.
 torch.set_default_dtype(torch.float64)
 
+# What runs only where CUDA is (`-m cuda` selects it; benchmarks/gpu_check.py runs it).
+needs_cuda = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device is visible"),
+]
+
+SMOKE_RUNS = ("smoke_run", "cuda_smoke_run", "smoke_artifacts")
+
 
 def pytest_collection_modifyitems(items):
-    """Every test that needs the smoke run of the whole pipeline is slow (minutes, and the
+    """Every test that needs a smoke run of the whole pipeline is slow (minutes, and the
     package index once for MNIST): `-m "not slow"` leaves them out."""
     for item in items:
-        if "smoke_run" in getattr(item, "fixturenames", ()):
+        if set(SMOKE_RUNS) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 
@@ -58,3 +68,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def cuda_smoke_run(tmp_path_factory) -> Path:
+    """The smoke pipeline with device: cuda in a temporary copy, up to its manifest (the
+    notebook and the report do not depend on the device, and need Jupyter, which a GPU
+    machine may lack). MNIST comes from resources/downloads/ when it is there (a GPU machine
+    may have no network)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("cuda-smoke"))
+    downloads = ROOT / "resources/downloads"
+    if downloads.exists():
+        shutil.copytree(downloads, workdir / "resources/downloads")
+    configs = "--configfile=config/smoke.yaml", "--config", "device=cuda"
+    snakemake(workdir, f"{SMOKE}/manifest.json", "--cores", "all", *configs)
+    return workdir
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=needs_cuda)])
+def smoke_artifacts(request) -> Path:
+    """The root of a smoke run on the CPU and, where CUDA is visible, of one on the GPU: the
+    checks of the run's artifacts hold for both."""
+    return request.getfixturevalue("smoke_run" if request.param == "cpu" else "cuda_smoke_run")

@@ -97,6 +97,37 @@ def test_fixed_binarisation_is_reproducible():
     assert data.fixed(seed=3).shape == (3, 4)
 
 
+def test_fixed_binarisation_is_drawn_on_the_cpu_whatever_the_device():
+    """A CUDA generator draws other pixels than a CPU one (and other ones again on a GPU
+    with another number of multiprocessors): fixed pixels are drawn on the CPU, then moved.
+    Here the device is "meta", which has no generator at all."""
+    images = np.random.default_rng(0).integers(0, 256, (50, 784), dtype=np.uint8)
+    on_meta = BinarizedMNIST(images, "meta").fixed(seed=3)
+    assert on_meta.device.type == "meta" and on_meta.shape == (50, 784)
+    generator = torch.Generator().manual_seed(3)
+    uniform = torch.rand((50, 784), generator=generator, dtype=torch.float32)
+    expected = (uniform < torch.from_numpy(images).float() / 255).float()
+    assert torch.equal(BinarizedMNIST(images).fixed(seed=3), expected)
+
+
+def test_image_i_has_the_same_pixels_whatever_the_number_of_images():
+    """Stages binarise the first n test images for different n: image i is the same."""
+    images = np.random.default_rng(0).integers(0, 256, (50, 784), dtype=np.uint8)
+    every = BinarizedMNIST(images).fixed(seed=3)
+    assert torch.equal(BinarizedMNIST(images[:7]).fixed(seed=3), every[:7])
+
+
+def test_every_stage_takes_its_test_images_from_one_function():
+    """``binarized_test_images``: the stages bring no binarisation of their own."""
+    import inspect
+
+    import riwae.stages
+
+    source = inspect.getsource(riwae.stages)
+    assert "BinarizedMNIST" not in source and ".fixed(" not in source
+    assert source.count("binarized_test_images(") == 7  # identity, marginal, evaluate, ...
+
+
 def test_real_mnist_file(smoke_run):
     arrays = load_mnist(smoke_run / "resources" / "mnist.npz")  # verifies every SHA-256
     assert {name: a.shape for name, a in arrays.items()} == ARRAY_SHAPES

@@ -462,6 +462,34 @@ def test_training_memory_is_checked_against_the_gpu_when_there_is_one():
         check_values(config, memory=10**12, gpu=80 * 10**9)
 
 
+def test_a_gpu_groups_held_out_pass_is_counted():
+    """config/paper.yaml's burda1 group on CUDA: 18 models (6 x 3 seeds) at k = 50, whose
+    held-out pass takes 500 images at once: 450,000 rows, about 7 GB."""
+    config = load_config("config/paper.yaml", ROOT)
+    check_values(config, memory=10**12, gpu=12 * 10**9)
+    with pytest.raises(ConfigError) as error:
+        check_values(config, memory=10**12, gpu=6 * 10**9)
+    assert one_sentence(
+        str(error.value),
+        "Invalid config at training_groups: training group burda1 (18 models x k = 50 x 500 "
+        "images in the held-out pass = 450000 rows) needs about 7.06 GB of memory, more than "
+        "the 6 GB of this machine's GPU",
+        "lower training_groups (to k or model) or training.burda1.heldout_images.",
+    )
+
+
+def test_the_gpus_evaluation_chunk_is_counted():
+    config = edited(smoke_config(), ("device",), "cuda")
+    check_values(config, memory=10**12, gpu=5 * 10**9)
+    with pytest.raises(ConfigError) as error:
+        check_values(config, memory=10**12, gpu=3 * 10**9)
+    assert one_sentence(
+        str(error.value),
+        "Invalid config at device: a chunk of 262144 draws of the evaluation on a GPU needs",
+        "more than the 3 GB of this machine's GPU",
+    )
+
+
 @pytest.mark.parametrize(
     "name", ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml", "config/seeds.yaml"]
 )
@@ -552,7 +580,8 @@ def test_a_second_process_on_the_same_run_is_refused_whatever_happened_to_snakem
     run's own lock still refuses a second process on the same run, and releases itself when
     its holder ends, without any unlocking."""
     workdir = copy_workflow(tmp_path / "workflow")
-    holder = locked(workdir / SMOKE / ".lock")  # another process would hold it the same way
+    # Held here as another Snakemake process would hold it.
+    holder = locked(workdir / SMOKE / "locks/run.lock")
     shutil.rmtree(workdir / ".snakemake" / "locks", ignore_errors=True)
     result = snakemake(workdir, "appendix", "--configfile=config/smoke.yaml", check=False)
     assert result.returncode != 0
@@ -590,7 +619,7 @@ def test_a_running_instance_holds_the_run_until_it_ends(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    lock = workdir / SMOKE / ".lock"
+    lock = workdir / SMOKE / "locks/run.lock"
     seen = set()
     while first.poll() is None and not seen:
         seen = flock_holders(lock) if lock.exists() else set()

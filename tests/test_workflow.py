@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
+from conftest import ROOT, SMOKE, SNAKEMAKE, copy_workflow, snakemake
 from riwae.config import load_config
+from riwae.train import group_models, model_replicates
 
-SMOKE = "results/smoke"
 MODELS = [
     "burda1-vae-k1",
     "burda1-iwae-k5",
@@ -28,15 +28,23 @@ REPLICATES = [replicate for name in MODELS for replicate in (name, f"{name}-seed
 REPLICATES_2D = [name for name in REPLICATES if name.startswith("cremer2d")]
 
 
-def test_smoke_run_writes_figure_1_and_its_data(smoke_run):
+def cpu_test_images(root) -> np.ndarray:
+    """The smoke run's test images, binarised on the CPU, as every stage must see them."""
+    from riwae.data import binarized_test_images
+
+    return binarized_test_images(root / "resources/mnist.npz", seed=0).numpy()
+
+
+def test_smoke_run_writes_figure_1_and_its_data(smoke_artifacts):
+    figures = smoke_artifacts / SMOKE / "figures"
     for suffix in ("png", "pdf"):
-        assert (smoke_run / SMOKE / f"figures/posterior_synthetic.{suffix}").stat().st_size > 10_000
-    with np.load(smoke_run / SMOKE / "figures/posterior_synthetic.npz") as arrays:
+        assert (figures / f"posterior_synthetic.{suffix}").stat().st_size > 10_000
+    with np.load(smoke_artifacts / SMOKE / "figures/posterior_synthetic.npz") as arrays:
         names = set(arrays.files)
         axis, log_posterior = arrays["x_axis"], arrays["log_posterior"]
     assert {"x_axis", "y_axis", "log_posterior", "log_qiw_k1", "log_qiw_k100"} <= names
     assert log_posterior.shape == (41, 41) and axis[0] == -6 and axis[-1] == 6
-    table = pd.read_csv(smoke_run / SMOKE / "tables/qiw_distance_synthetic.csv")
+    table = pd.read_csv(smoke_artifacts / SMOKE / "tables/qiw_distance_synthetic.csv")
     correct = table[table.variant == "correct"].set_index("k")
     # q_IW approaches the posterior as k grows.
     assert correct.tv_to_posterior[1] > correct.tv_to_posterior[10] > correct.tv_to_posterior[100]
@@ -45,8 +53,8 @@ def test_smoke_run_writes_figure_1_and_its_data(smoke_run):
     assert original.integral[1] == pytest.approx(0.5, abs=0.02)  # k / (k + 1) at k = 1
 
 
-def test_smoke_run_identity_check(smoke_run):
-    check = json.loads((smoke_run / SMOKE / "checks/identity.json").read_text())
+def test_smoke_run_identity_check(smoke_artifacts):
+    check = json.loads((smoke_artifacts / SMOKE / "checks/identity.json").read_text())
     cases = [section["case"] for section in check["sections"]]
     assert check["passed"]
     assert cases == ["synthetic 2D target", *MODELS]
@@ -56,24 +64,24 @@ def test_smoke_run_identity_check(smoke_run):
         for row in section["rows"]:
             assert row["max_abs_diff"] <= 1e-10 and row["passed"]
             assert row["L_VAE[q]"] <= row["L_IWAE[q]"] + 3 * row["L_IWAE[q]_se"]
-    markdown = (smoke_run / SMOKE / "checks/identity.md").read_text()
+    markdown = (smoke_artifacts / SMOKE / "checks/identity.md").read_text()
     assert markdown.count("| yes |") == 4 * (1 + len(MODELS))
     assert "The original figure code's q_IW" in markdown
 
 
-def test_smoke_run_marginal_ordering(smoke_run):
-    table = pd.read_csv(smoke_run / SMOKE / "checks/marginal.csv")
+def test_smoke_run_marginal_ordering(smoke_artifacts):
+    table = pd.read_csv(smoke_artifacts / SMOKE / "checks/marginal.csv")
     assert set(table.case) == {"synthetic 2D target", *MODELS_2D}
     assert table.ordered.all()
     synthetic = table[table.case == "synthetic 2D target"].set_index("k")
     assert synthetic["log p(x)"].iloc[0] == pytest.approx(np.log(8), abs=0.01)
     kl = synthetic["KL(q_IW marginal || posterior)"]
     assert kl[10] < kl[1]
-    assert (smoke_run / SMOKE / "figures/marginal_bounds.png").stat().st_size > 10_000
+    assert (smoke_artifacts / SMOKE / "figures/marginal_bounds.png").stat().st_size > 10_000
 
 
-def test_smoke_run_trains_and_evaluates_every_model(smoke_run):
-    evaluation = pd.read_csv(smoke_run / SMOKE / "tables/evaluation.csv")
+def test_smoke_run_trains_and_evaluates_every_model(smoke_artifacts):
+    evaluation = pd.read_csv(smoke_artifacts / SMOKE / "tables/evaluation.csv")
     assert list(evaluation.model) == REPLICATES
     assert list(evaluation.seed) == [0, 1] * len(MODELS)
     assert list(evaluation.base_model) == [name for name in MODELS for _ in (0, 1)]
@@ -84,14 +92,14 @@ def test_smoke_run_trains_and_evaluates_every_model(smoke_run):
         assert r.vae_bound < r.log_likelihood < 0
         assert 0 <= r.active_units <= r.latent_dim
     for name in evaluation.model:
-        history = pd.read_csv(smoke_run / SMOKE / f"models/{name}/history.csv")
+        history = pd.read_csv(smoke_artifacts / SMOKE / f"models/{name}/history.csv")
         assert list(history.columns) == ["epoch", "train_bound", "heldout_bound", "lr"]
-        timing = pd.read_csv(smoke_run / SMOKE / f"models/{name}/timing.csv")
+        timing = pd.read_csv(smoke_artifacts / SMOKE / f"models/{name}/timing.csv")
         assert list(timing.epoch) == [1] and (timing.seconds > 0).all()
-    assert not list((smoke_run / SMOKE).glob("checkpoints/*.pt"))
-    times = pd.read_csv(smoke_run / SMOKE / "tables/training_times.csv")
+    assert not list((smoke_artifacts / SMOKE).glob("checkpoints/*.pt"))
+    times = pd.read_csv(smoke_artifacts / SMOKE / "tables/training_times.csv")
     assert list(times.model) == REPLICATES and (times.train_seconds > 0).all()
-    burda = (smoke_run / SMOKE / "tables/burda_comparison.md").read_text()
+    burda = (smoke_artifacts / SMOKE / "tables/burda_comparison.md").read_text()
     assert "| IWAE | 5 |" in burda and "84.78" in burda and "not trained" in burda
     # All 12 rows of Burda et al.'s table, by stochastic layers; ours where trained.
     rows = [line for line in burda.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
@@ -103,7 +111,7 @@ def test_smoke_run_trains_and_evaluates_every_model(smoke_run):
     assert sum(int(n) for n in burda2.active_units_per_layer.split("+")) == burda2.active_units
     # Two seeds of each model: different models, and the table's mean and spread over them.
     assert "| sd over seeds |" in burda
-    table = pd.read_csv(smoke_run / SMOKE / "tables/burda_comparison.csv")
+    table = pd.read_csv(smoke_artifacts / SMOKE / "tables/burda_comparison.csv")
     for base in ("burda1-iwae-k5", "burda2-iwae-k5"):
         runs = evaluation[evaluation.base_model == base]
         assert runs.log_likelihood.nunique() == 2
@@ -113,7 +121,7 @@ def test_smoke_run_trains_and_evaluates_every_model(smoke_run):
         assert row.nll.item() == pytest.approx(-runs.log_likelihood.mean())
         assert row.nll_seed_sd.item() == pytest.approx(runs.log_likelihood.std())
     for figure in ("learning_curves", "bound_vs_k"):
-        assert (smoke_run / SMOKE / f"figures/{figure}.png").stat().st_size > 10_000
+        assert (smoke_artifacts / SMOKE / f"figures/{figure}.png").stat().st_size > 10_000
 
 
 def test_a_group_trained_without_snakemake_gives_the_rules_files(smoke_run, tmp_path):
@@ -163,6 +171,30 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
     }
     # The manifest hashes the new figures, the notebook and the report show them: all follow.
     assert planned == figures | {"run_config", "manifest", "notebook", "html_report", "all"}, stats
+
+
+def test_matmul_precision_reruns_every_stage_that_computes(smoke_run):
+    """Every job that computes applies matmul_precision: it is one of their params, so a
+    change reruns them all, and of the others only those that record the whole config."""
+    configs = "--configfile=config/smoke.yaml", "--config", "matmul_precision=high"
+    summary = snakemake(smoke_run, "--summary", *configs).stdout.splitlines()
+    rows = [line.split("\t") for line in summary[1:] if "\t" in line]
+    changed = {row[2] for row in rows if row[4] == "params changed"}
+    training = {rule for rule in changed if rule.startswith("train_")}
+    assert len(training) == len(REPLICATES)  # one training job per model on the CPU
+    assert changed - training == {
+        "evaluate",
+        "exact_loglik",
+        "identity",
+        "marginal",
+        "reconstruct",
+        "digit_posteriors",
+        "latent_space",
+        "posterior_grid",
+        "appendix",
+        "run_config",  # the config, as resolved
+        "manifest",  # the config, in the run's provenance
+    }
 
 
 @pytest.mark.parametrize(
@@ -246,23 +278,25 @@ def test_identity_stage_fails_when_difference_exceeds_tolerance(smoke_run, tmp_p
     assert "rule train" not in result.stdout + result.stderr
 
 
-def test_reconstruction_figure_and_metric(smoke_run):
-    metric = pd.read_csv(smoke_run / SMOKE / "tables/reconstruction_metric.csv")
+def test_reconstruction_figure_and_metric(smoke_artifacts):
+    metric = pd.read_csv(smoke_artifacts / SMOKE / "tables/reconstruction_metric.csv")
     assert list(metric.model.unique()) == REPLICATES_2D
     assert list(metric.source[:3]) == ["q", "q_IW", "q_IW - q"]
     assert (metric.test_images == 10_000).all()
     # Over seeds: each model's mean and spread over its two seeds' numbers.
-    summary = pd.read_csv(smoke_run / SMOKE / "tables/reconstruction_metric_over_seeds.csv")
+    summary = pd.read_csv(smoke_artifacts / SMOKE / "tables/reconstruction_metric_over_seeds.csv")
     assert list(summary.model.unique()) == MODELS_2D and (summary.seeds == 2).all()
     for r in summary.itertuples():
         runs = metric[(metric.base_model == r.model) & (metric.source == r.source)]
         assert list(runs.seed) == [0, 1] and runs.log_p_x_given_z.nunique() == 2
         assert r.log_p_x_given_z == pytest.approx(runs.log_p_x_given_z.mean())
         assert r.log_p_x_given_z_seed_sd == pytest.approx(runs.log_p_x_given_z.std())
-    with np.load(smoke_run / SMOKE / "figures/reconstructions.npz") as arrays:
+    with np.load(smoke_artifacts / SMOKE / "figures/reconstructions.npz") as arrays:
         assert arrays["real"].shape == (2, 28, 28)
         assert arrays["from_q"].shape == arrays["from_qiw"].shape == (2, 3, 28, 28)
         assert 0 <= arrays["from_qiw"].min() and arrays["from_qiw"].max() <= 1
+        real, indices = arrays["real"], arrays["indices"]
+    assert np.array_equal(real, cpu_test_images(smoke_artifacts)[indices].reshape(-1, 28, 28))
     for name in (
         "reconstructions",
         "appendix_1d",
@@ -270,11 +304,11 @@ def test_reconstruction_figure_and_metric(smoke_run):
         "latent_space_cremer2d-iwae-k5",
     ):
         for suffix in ("png", "pdf"):
-            assert (smoke_run / SMOKE / f"figures/{name}.{suffix}").stat().st_size > 5_000
+            assert (smoke_artifacts / SMOKE / f"figures/{name}.{suffix}").stat().st_size > 5_000
 
 
-def test_estimator_comparison_sets_dreg_beside_the_plain_model(smoke_run):
-    table = pd.read_csv(smoke_run / SMOKE / "tables/estimators.csv")
+def test_estimator_comparison_sets_dreg_beside_the_plain_model(smoke_artifacts):
+    table = pd.read_csv(smoke_artifacts / SMOKE / "tables/estimators.csv")
     assert list(table.model) == [
         "burda2-iwae-k5-dreg",
         "burda2-iwae-k5",
@@ -287,18 +321,19 @@ def test_estimator_comparison_sets_dreg_beside_the_plain_model(smoke_run):
     assert (two_d.q_area_over_posterior > 0).all() and two_d.qiw_reconstruction_gain.notna().all()
     # Posterior widths and reconstructions are of 2D models only.
     assert table[table.arch == "burda2"].q_area_over_posterior.isna().all()
-    evaluation = pd.read_csv(smoke_run / SMOKE / "tables/evaluation.csv").set_index("model")
+    evaluation = pd.read_csv(smoke_artifacts / SMOKE / "tables/evaluation.csv").set_index("model")
     for r in table.itertuples():
         assert r.iwae_bound == evaluation.iwae_k5[r.model]
-    markdown = (smoke_run / SMOKE / "tables/estimators.md").read_text()
+    markdown = (smoke_artifacts / SMOKE / "tables/estimators.md").read_text()
     assert "| cremer2d-iwae-k5-dreg | dreg |" in markdown
 
 
-def test_real_digit_posteriors_are_normalised(smoke_run):
+def test_real_digit_posteriors_are_normalised(smoke_artifacts):
     from riwae.grid import box_grid
     from riwae.posterior import unflatten_digits
 
-    with np.load(smoke_run / SMOKE / "figures/digit_posteriors_cremer2d-iwae-k5.npz") as arrays:
+    arrays_path = smoke_artifacts / SMOKE / "figures/digit_posteriors_cremer2d-iwae-k5.npz"
+    with np.load(arrays_path) as arrays:
         digits = unflatten_digits(arrays)
     assert len(digits) == 1
     digit = digits[0]
@@ -313,37 +348,42 @@ def test_real_digit_posteriors_are_normalised(smoke_run):
     assert np.exp(grid.log_integral(q)) == pytest.approx(1.0, abs=0.02)
 
 
-def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_run):
+def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_artifacts):
     from riwae.posterior import unflatten_digits
 
-    summary = pd.read_csv(smoke_run / SMOKE / "tables/exact_loglik.csv")
+    summary = pd.read_csv(smoke_artifacts / SMOKE / "tables/exact_loglik.csv")
     models = MODELS_2D
     assert list(summary.model) == models
     assert (summary.test_images == 20).all() and (summary.ll_k == 50).all()
-    per_image = pd.read_csv(smoke_run / SMOKE / "tables/exact_loglik_per_image.csv")
+    per_image = pd.read_csv(smoke_artifacts / SMOKE / "tables/exact_loglik_per_image.csv")
     # Every image's quadrature is stable under refining, and its grid holds the mass.
     assert (per_image.refinement.abs() <= 1e-3).all()
     assert (per_image.border_share < np.log(1e-4)).all()
     for name in models:
-        evaluation = json.loads((smoke_run / SMOKE / f"models/{name}/eval.json").read_text())
+        evaluation = json.loads((smoke_artifacts / SMOKE / f"models/{name}/eval.json").read_text())
         mine = per_image[per_image.model == name]
         assert list(mine.image) == list(range(20))
         assert list(mine.estimate) == pytest.approx(evaluation["log_likelihood_per_image"])
         # The estimate is a lower bound in expectation: on average not above log p(x).
         assert mine.difference.mean() > -3 * mine.difference.std() / np.sqrt(20)
-    markdown = (smoke_run / SMOKE / "tables/exact_loglik.md").read_text()
+    markdown = (smoke_artifacts / SMOKE / "tables/exact_loglik.md").read_text()
     assert "| cremer2d-iwae-k5 | 20 |" in markdown and "Quadrature checks" in markdown
-    with np.load(smoke_run / SMOKE / "figures/exact_loglik.npz") as arrays:
+    with np.load(smoke_artifacts / SMOKE / "figures/exact_loglik.npz") as arrays:
         panels = unflatten_digits(arrays)
     assert [str(p["model"]) for p in panels] == [m for m in models for _ in range(2)]
+    # The images of this stage (and of the evaluation), binarised for the training device,
+    # are the CPU's pixels of the same test images, as every other stage's.
+    images = cpu_test_images(smoke_artifacts)
+    for panel in panels:
+        assert np.array_equal(panel["image"], images[int(panel["index"])].reshape(28, 28))
     for suffix in ("png", "pdf"):
-        assert (smoke_run / SMOKE / f"figures/exact_loglik.{suffix}").stat().st_size > 10_000
+        assert (smoke_artifacts / SMOKE / f"figures/exact_loglik.{suffix}").stat().st_size > 10_000
 
 
-def test_manifest_records_the_run_and_hashes_every_artifact(smoke_run):
+def test_manifest_records_the_run_and_hashes_every_artifact(smoke_artifacts):
     from riwae.data import ARRAY_SHA256, sha256_file
 
-    manifest = json.loads((smoke_run / SMOKE / "manifest.json").read_text())
+    manifest = json.loads((smoke_artifacts / SMOKE / "manifest.json").read_text())
     assert {
         "run",
         "git",
@@ -358,13 +398,20 @@ def test_manifest_records_the_run_and_hashes_every_artifact(smoke_run):
     assert manifest["run"] == "smoke" and manifest["config"]["run"] == "smoke"
     assert {"commit", "dirty"} <= set(manifest["git"])
     assert {"python", "torch", "cuda", "torchvision", "snakemake"} <= set(manifest["versions"])
-    assert manifest["training_devices"] == {name: "cpu" for name in REPLICATES}
+    config = manifest["config"]
+    devices = {name: device.split(":")[0] for name, device in manifest["training_devices"].items()}
+    assert devices == {name: config["device"] for name in REPLICATES}
     assert manifest["data"]["arrays_sha256"] == ARRAY_SHA256
-    assert manifest["data"]["sha256"] == sha256_file(smoke_run / "resources/mnist.npz")
-    assert {"identity", "marginal", "train/burda1-vae-k1"} <= set(manifest["stage_seconds"])
+    assert manifest["data"]["sha256"] == sha256_file(smoke_artifacts / "resources/mnist.npz")
+    # One training job per group: per model on the CPU, per architecture on CUDA.
+    replicates = model_replicates(config["models"], config["seeds"])
+    groups = group_models(replicates, config["training_groups"], config["device"])
+    assert len(groups) == (len(REPLICATES) if config["device"] == "cpu" else 3)
+    jobs = {"identity", "marginal", *(f"train/{group}" for group in groups)}
+    assert jobs <= set(manifest["stage_seconds"])
     assert len(manifest["artifacts"]) > 40
     for path, digest in manifest["artifacts"].items():
-        assert path.startswith(f"{SMOKE}/") and sha256_file(smoke_run / path) == digest, path
+        assert path.startswith(f"{SMOKE}/") and sha256_file(smoke_artifacts / path) == digest, path
 
 
 def test_report_and_executed_notebook(smoke_run):

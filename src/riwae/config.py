@@ -125,38 +125,72 @@ class MemoryNeed(NamedTuple):
     lower: str  # what to lower
 
 
-def memory_needs(config: dict) -> list[MemoryNeed]:
-    """The largest tensor of each stage, as rows x width x bytes per value.
+def training_needs(config: dict) -> list[MemoryNeed]:
+    """The largest tensor of each training group (``riwae.train.group_models``): its members'
+    k draws (padded to the group's largest k) for a minibatch of a step, or for a batch of
+    the held-out pass at each epoch's end, whichever has more images."""
+    from riwae.train import HELDOUT_BATCH, group_models, model_name, model_replicates
 
-    Rough: only what grows with config values is counted; the modules' fixed sizes (100
-    images per evaluation batch, 500 per reconstruction batch, 2^13 draws per chunk) are
-    floors that no config reaches the machine's memory with."""
+    replicates = {r["name"]: r for r in model_replicates(config["models"], config["seeds"])}
+    index = {model_name(spec): i for i, spec in enumerate(config["models"])}
+    groups = group_models(list(replicates.values()), config["training_groups"], config["device"])
     needs = []
-    for i, spec in enumerate(config["models"]):
-        arch, k = spec["arch"], spec["k"]
-        # miwae and piwae draw m x k samples per image.
-        samples, draws = ("k", k) if "m" not in spec else ("m x k", spec["m"] * k)
-        rows = draws * config["training"][arch]["batch_size"]
-        lower = f"models[{i}].k" if "m" not in spec else f"models[{i}].m, models[{i}].k"
-        needs.append(
-            MemoryNeed(
-                f"models[{i}].k",
-                f"training {arch} at {samples} = {draws} ({samples} x batch_size = {rows} rows)",
-                rows * VALUES_PER_ROW * FLOAT32,
-                True,
-                f"{lower} or training.{arch}.batch_size",
+    for group, names in groups.items():
+        members = [replicates[name] for name in names]
+        arch = members[0]["arch"]
+        k = max(m.get("m", 1) * m["k"] for m in members)  # miwae and piwae draw m x k
+        training = config["training"][arch]
+        held_out = min(HELDOUT_BATCH, training["heldout_images"])
+        if training["batch_size"] >= held_out:
+            images, when, setting = training["batch_size"], "a step", "batch_size"
+        else:
+            images, when, setting = held_out, "the held-out pass", "heldout_images"
+        rows = len(members) * k * images
+        if len(members) == 1:
+            i = index[model_name(members[0])]
+            blocked = "m" in members[0]
+            samples = "m x k" if blocked else "k"
+            draws = f"models[{i}].m, models[{i}].k" if blocked else f"models[{i}].k"
+            where, lower = f"models[{i}].k", f"{draws} or training.{arch}.{setting}"
+            what = (
+                f"training {arch} at {samples} = {k} ({samples} x {images} images in {when} = "
+                f"{rows} rows)"
             )
-        )
-    k = max(config["evaluation"]["bound_k"])
-    needs.append(
-        MemoryNeed(
-            "evaluation.bound_k",
-            f"evaluation at k = {k}",
-            k * 100 * VALUES_PER_ROW * FLOAT32,
-            True,
-            "evaluation.bound_k",
-        )
-    )
+        else:
+            where = "training_groups"
+            lower = f"training_groups (to k or model) or training.{arch}.{setting}"
+            what = (
+                f"training group {group} ({len(members)} models x k = {k} x {images} images "
+                f"in {when} = {rows} rows)"
+            )
+        needs.append(MemoryNeed(where, what, rows * VALUES_PER_ROW * FLOAT32, True, lower))
+    return needs
+
+
+def memory_needs(config: dict, gpu: bool = False) -> list[MemoryNeed]:
+    """The largest tensor of each stage, as rows x width x bytes per value; ``gpu``: with
+    training and evaluation on a GPU, whose evaluation takes larger chunks.
+
+    Rough: only what grows with config values is counted; the modules' other fixed sizes
+    (500 images per reconstruction batch, 2^13 draws per identity chunk) are floors that no
+    config reaches the machine's memory with."""
+    from riwae.evaluate import chunk_rows, evaluation_batch_size
+
+    device = "cuda" if gpu else "cpu"
+    # Evaluation: a chunk of draws of the k-sample estimates, and all max(bound_k) draws of a
+    # batch at once (for the ELBO).
+    chunk = chunk_rows(device)
+    what = f"a chunk of {chunk} draws of the evaluation on {'a GPU' if gpu else 'the CPU'}"
+    where = "device"
+    lower = "it by evaluating on the CPU (device: cpu), whose chunks are 64 times smaller"
+    bytes_ = chunk * VALUES_PER_ROW * FLOAT32
+    needs = [*training_needs(config), MemoryNeed(where, what, bytes_, True, lower)]
+    evaluation = config["evaluation"]
+    k = max(evaluation["bound_k"])
+    images = evaluation_batch_size(device, evaluation["ll_k"])
+    what = f"evaluation at k = {k} ({images} images a batch)"
+    where = "evaluation.bound_k"
+    needs.append(MemoryNeed(where, what, k * images * VALUES_PER_ROW * FLOAT32, True, where))
     for stage in ("identity", "marginal"):
         k = max(config[stage]["k"])
         bytes_ = k * VALUES_PER_ROW * FLOAT64
@@ -194,16 +228,6 @@ def memory_needs(config: dict) -> list[MemoryNeed]:
 def machine_memory() -> int:
     """Bytes of memory of this machine."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def gpu_memory() -> int | None:
-    """Bytes of memory of the first CUDA device; None where this machine has none (a
-    cluster's login node that submits GPU jobs, say)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_properties(0).total_memory
 
 
 def strict_integer_problem(config: dict, schema: dict) -> str | None:
@@ -272,7 +296,8 @@ def check_values(
     """Raise ``ConfigError`` for what the schema cannot see: a non-finite number, an integer
     setting written as a float (given the ``schema``), two entries of ``models`` that train
     the same model, a schedule that trains nothing, or work needing more than ``memory``
-    bytes (``gpu`` bytes for training and evaluation when they run on a GPU)."""
+    bytes (``gpu`` bytes, the GPU's memory, for training and evaluation when they run on a
+    GPU; None where no GPU is visible, as on a cluster's login node)."""
     problem = (
         finite_numbers_problem(config)
         or (strict_integer_problem(config, schema) if schema else None)
@@ -287,7 +312,7 @@ def check_values(
                 f"Invalid config at training.{arch}.{count}: 0 {count} with schedule: "
                 f"{settings['schedule']} trains nothing; set {count} to 1 or more."
             )
-    for need in memory_needs(config):
+    for need in memory_needs(config, gpu is not None):
         on_gpu = need.on_device and gpu is not None
         limit, machine = (gpu, "this machine's GPU") if on_gpu else (memory, "this machine")
         if need.bytes > limit:

@@ -182,15 +182,18 @@ def load_mnist(path: str | Path, verify: bool = True) -> dict[str, np.ndarray]:
 
 
 class BinarizedMNIST:
-    """A split of MNIST held on the device as uint8, binarised there on demand.
+    """A split of MNIST held on the device as uint8: binarised there afresh for every
+    minibatch (``batches``), or once on the CPU (``fixed``).
 
     Binarisation treats each pixel intensity (uint8 / 255) as a Bernoulli probability.
     """
 
     def __init__(self, images: np.ndarray | torch.Tensor, device: str | torch.device = "cpu"):
-        self.pixels = torch.as_tensor(images).to(device)
-        if self.pixels.dtype != torch.uint8 or self.pixels.ndim != 2:
+        # Fixed binarisations are drawn from the CPU copy (``fixed``).
+        self.host_pixels = torch.as_tensor(images, device="cpu")
+        if self.host_pixels.dtype != torch.uint8 or self.host_pixels.ndim != 2:
             raise ValueError("images must be a [n, pixels] uint8 array")
+        self.pixels = self.host_pixels.to(device)
 
     def __len__(self) -> int:
         return self.pixels.shape[0]
@@ -231,9 +234,14 @@ class BinarizedMNIST:
                 yield fixed[index].to(dtype)
 
     def fixed(self, seed: int, dtype=torch.float32) -> torch.Tensor:
-        """The whole split binarised once with a fixed seed (for evaluation)."""
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        return self.binarize(self.pixels, generator, dtype)
+        """The whole split binarised once with a fixed seed, on this split's device.
+
+        Drawn on the CPU with a CPU generator, then moved: a CUDA generator draws other
+        pixels, and other ones again on a GPU with another number of multiprocessors, so
+        that every device and every stage sees the same pixels. Image i's pixels are the
+        same whatever the split's length (a CPU generator fills a tensor in order)."""
+        generator = torch.Generator().manual_seed(seed)
+        return self.binarize(self.host_pixels, generator, dtype).to(self.device)
 
 
 def chosen_images(count: int, n: int, seed: int) -> list[int]:
@@ -242,10 +250,10 @@ def chosen_images(count: int, n: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()
 
 
-def evaluation_images(
-    path: str | Path, count: int, seed: int, device: str | torch.device = "cpu"
+def binarized_test_images(
+    path: str | Path, seed: int, count: int | None = None, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
-    """The first ``count`` test images binarised once with ``seed`` on ``device``: the images
-    every evaluation of a run uses (the device matters: its generator draws the pixels)."""
-    test = load_mnist(path)["test_images"][:count]
-    return BinarizedMNIST(test, device).fixed(seed=seed)
+    """The first ``count`` test images (all by default) binarised once with ``seed``
+    (``BinarizedMNIST.fixed``), on ``device``: the test images of every stage, so that
+    "test image i" is the same pixels in every stage and on every device."""
+    return BinarizedMNIST(load_mnist(path)["test_images"][:count], device).fixed(seed)

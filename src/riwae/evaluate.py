@@ -34,6 +34,12 @@ def chunk_rows(device: torch.device) -> int:
     return 2**12 if torch.device(device).type == "cpu" else 2**18
 
 
+def evaluation_batch_size(device: torch.device | str, ll_k: int) -> int:
+    """Images per batch of ``evaluate_model``: 100 on a CPU; on a GPU as many as fill a chunk
+    of the k = ``ll_k`` estimate."""
+    return max(100, chunk_rows(device) // ll_k)
+
+
 @torch.no_grad()
 def iwae_estimate(
     model: VAE, x: torch.Tensor, k: int, generator: torch.Generator, max_samples: int | None = None
@@ -84,8 +90,7 @@ def evaluate_model(
     L_VAE[q], averaged over ``max(bound_ks)`` draws per image. Each with its standard error
     over images. ``active_units``: of all stochastic layers; ``active_units_per_layer``.
     """
-    # 100 images a batch on a CPU (as always); on a GPU as many as fill a chunk at ll_k.
-    batch_size = batch_size or max(100, chunk_rows(x.device) // ll_k)
+    batch_size = batch_size or evaluation_batch_size(x.device, ll_k)
     generator = torch.Generator(device=x.device).manual_seed(seed)
     columns: dict[str, list[torch.Tensor]] = {"log_likelihood": [], "vae_bound": []}
     columns.update({f"iwae_k{k}": [] for k in bound_ks})

@@ -229,10 +229,11 @@ _run_locks: dict[Path, object] = {}
 
 def hold_run_lock(run_dir: str | os.PathLike) -> None:
     """Lock ``run_dir`` for the rest of this process, or raise ``UserError`` when another
-    process holds it. The lock is the operating system's (``flock`` on ``<run_dir>/.lock``,
-    a file never deleted): whatever happens to Snakemake's own lock folder, it is released
-    only when the process that holds it ends, however it ends, so it never needs unlocking."""
-    path = (Path(run_dir) / ".lock").resolve()
+    process holds it. The lock is the operating system's (``flock`` on
+    ``<run_dir>/locks/run.lock``, beside the GPUs' locks, a file never deleted): whatever
+    happens to Snakemake's own lock folder, it is released only when the process that holds
+    it ends, however it ends, so it never needs unlocking."""
+    path = (Path(run_dir) / "locks" / "run.lock").resolve()
     if path in _run_locks:
         return
     path.parent.mkdir(parents=True, exist_ok=True)

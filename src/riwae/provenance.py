@@ -27,15 +27,18 @@ def git_state(root: str | Path = ".") -> dict:
 def versions() -> dict:
     import snakemake
     import torch
-    import torchvision
 
+    try:
+        import torchvision
+    except ImportError:  # only the torchvision data source needs it
+        torchvision = None
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
-        "torchvision": torchvision.__version__,
+        "torchvision": torchvision and torchvision.__version__,
         "snakemake": snakemake.__version__,
     }
 

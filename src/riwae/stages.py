@@ -6,6 +6,7 @@ The Snakefile imports this module on every Snakemake call, dry runs included, so
 imports the heavy libraries (torch, pandas, matplotlib) itself, when it runs.
 """
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -30,12 +31,26 @@ from riwae.io import (
 def stage(function):
     """A stage: a problem the user can fix (``UserError``: a damaged or missing input, a
     non-finite training bound, a full disk) stops it with its one sentence, in the stage's
-    log and in Snakemake's error, without a traceback."""
+    log and in Snakemake's error, without a traceback.
+
+    How a job computes is settled here, before the stage runs: ``matmul_precision`` (given
+    to every stage that computes) sets the precision of float32 matrix products, and a stage
+    that takes ``device`` gets it as a ``torch.device``, on CUDA a GPU of its own held for
+    the job's lifetime (``riwae.device.claim_device``, locks under ``gpu_locks``)."""
 
     @functools.wraps(function)
-    def run(*args, **kwargs):
+    def run(*args, matmul_precision=None, gpu_locks=None, **kwargs):
         try:
-            return function(*args, **kwargs)
+            with contextlib.ExitStack() as job:
+                if matmul_precision is not None:
+                    from riwae.device import set_matmul_precision
+
+                    set_matmul_precision(matmul_precision)
+                if "device" in kwargs:
+                    from riwae.device import claim_device
+
+                    kwargs["device"] = job.enter_context(claim_device(kwargs["device"], gpu_locks))
+                return function(*args, **kwargs)
         except UserError as error:
             # In the stage's log file (on standard error when the log cannot be written, as
             # on a full disk); Snakemake shows it to the user once, as its error.
@@ -66,12 +81,11 @@ def train(mnist, models, histories, timings, settings, checkpoint, device, threa
 
     from riwae.data import load_mnist
     from riwae.io import delete_torch
-    from riwae.train import TrainSettings, resolve_device, save_model, train_group
+    from riwae.train import TrainSettings, save_model, train_group
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
     members = [TrainSettings(**s) for s in settings]
-    device = resolve_device(device)
     data = load_mnist(mnist)
     log.info("training %s together on %s", ", ".join(s.name for s in members), device)
     for member in members:
@@ -151,7 +165,7 @@ def identity(
         off_by_one_markdown,
         synthetic_identity,
     )
-    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.data import binarized_test_images
     from riwae.targets import cremer2d_target
     from riwae.train import load_model
 
@@ -168,8 +182,7 @@ def identity(
             ),
         }
     ]
-    test = load_mnist(data)["test_images"][: settings["model_images"]]
-    images = BinarizedMNIST(test).fixed(seed=seed)
+    images = binarized_test_images(data, seed, settings["model_images"])
     for name, path in zip(model_names, models, strict=True):
         model, _ = load_model(path)
         rows = model_identity(model, images, ks, settings["model_sample_sets"], tolerance, seed)
@@ -202,7 +215,7 @@ def marginal(data, models, table, markdown, html, settings, model_names, seed, t
     import pandas as pd
     import torch
 
-    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.data import binarized_test_images, chosen_images
     from riwae.grid import fitted_grid, square_grid
     from riwae.marginal import marginal_markdown, marginal_ordering
     from riwae.targets import ModelPosterior, cremer2d_target
@@ -224,9 +237,9 @@ def marginal(data, models, table, markdown, html, settings, model_names, seed, t
             case="synthetic 2D target", image=-1
         )
     ]
-    test = load_mnist(data)["test_images"]
+    test = binarized_test_images(data, seed)
     indices = chosen_images(settings["digits"], len(test), seed)
-    images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
+    images = test[indices].double()
     for name, path in zip(model_names, models, strict=True):
         model = load_model(path)[0].double()
         for index, x in zip(indices, images, strict=True):
@@ -262,15 +275,14 @@ def evaluate(data, model, result, settings, seed, device, model_name, threads, l
     """C4: the test log-likelihood, the IWAE bounds and the active units of one model."""
     import torch
 
-    from riwae.data import evaluation_images
+    from riwae.data import binarized_test_images
     from riwae.evaluate import evaluate_model
-    from riwae.train import load_model, resolve_device
+    from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    device = resolve_device(device)
     vae, state = load_model(model, device)
-    x = evaluation_images(data, settings["test_images"], seed, device)
+    x = binarized_test_images(data, seed, settings["test_images"], device)
     numbers = evaluate_model(vae, x, settings["ll_k"], settings["bound_k"], seed)
     record = {"model": model_name, **state["settings"], "device": str(device), **numbers}
     log.info(
@@ -349,14 +361,14 @@ def reconstruct(
     import pandas as pd
     import torch
 
-    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.data import binarized_test_images, chosen_images
     from riwae.reconstruct import decode_means, q_and_qiw_draws, reconstruction_metric
     from riwae.tables import reconstruction_over_seeds
     from riwae.train import load_model, model_name
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    test = BinarizedMNIST(load_mnist(data)["test_images"]).fixed(seed=seed)
+    test = binarized_test_images(data, seed)
     k = settings["reconstruction_k"]
     indices = torch.tensor(chosen_images(settings["reconstruction_digits"], len(test), seed))
     rows, figure_arrays = [], {}
@@ -408,15 +420,15 @@ def digit_posteriors(data, model, arrays, settings, ks, seed, threads, log_file)
     """True posteriors and q_IW of test digits under one 2D model, each on its own grid."""
     import torch
 
-    from riwae.data import BinarizedMNIST, chosen_images, load_mnist
+    from riwae.data import binarized_test_images, chosen_images
     from riwae.posterior import digit_posterior_arrays, flatten_digits
     from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    test = load_mnist(data)["test_images"]
+    test = binarized_test_images(data, seed)
     indices = chosen_images(settings["posterior_digits"], len(test), seed)
-    images = BinarizedMNIST(test).fixed(seed=seed)[indices].double()
+    images = test[indices].double()
     digits = digit_posterior_arrays(
         load_model(model)[0].double(),
         images,
@@ -449,17 +461,15 @@ def latent_space(data, model, arrays, settings, seed, threads, log_file):
     over the region they cover."""
     import torch
 
-    from riwae.data import BinarizedMNIST, load_mnist
+    from riwae.data import binarized_test_images, load_mnist
     from riwae.reconstruct import latent_space_arrays
     from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    mnist = load_mnist(data)
-    x = BinarizedMNIST(mnist["test_images"]).fixed(seed=seed)
-    space = latent_space_arrays(
-        load_model(model)[0], x, mnist["test_labels"], settings["manifold_size"]
-    )
+    x = binarized_test_images(data, seed)
+    labels = load_mnist(data)["test_labels"]
+    space = latent_space_arrays(load_model(model)[0], x, labels, settings["manifold_size"])
     write_npz(arrays, space)
     log.info("latent region %s", space["extent"])
 
@@ -622,7 +632,7 @@ def exact_loglik(
     import pandas as pd
     import torch
 
-    from riwae.data import evaluation_images
+    from riwae.data import binarized_test_images
     from riwae.exact import (
         ModelJoint,
         exact_log_evidence,
@@ -632,16 +642,17 @@ def exact_loglik(
         summary_table,
     )
     from riwae.posterior import flatten_digits
-    from riwae.train import load_model, resolve_device
+    from riwae.train import load_model
 
     log = start_log(log_file)
     torch.set_num_threads(threads)
-    device = resolve_device(device)
-    # The evaluate stage's images: the same count, seed and device give the same pixels.
-    x = evaluation_images(data, test_images, seed, device)
+    # The evaluate stage's images, in float64 as the model: the integrand's sums (784 pixel
+    # terms per point, then the quadrature's) decide the result's last digits, and float64
+    # keeps them whatever the precision of float32 matrix products.
+    x = binarized_test_images(data, seed, test_images, device).double()
     tables, panels = [], []
     for name, model_path, evaluation_path in zip(model_names, models, evaluations, strict=True):
-        joint = ModelJoint(load_model(model_path, device)[0], x)
+        joint = ModelJoint(load_model(model_path, device)[0].double(), x)
         start = time.perf_counter()
         exact = exact_log_evidence(
             joint,

@@ -101,17 +101,6 @@ class TrainSettings:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present and the CPU otherwise."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            "device: cuda was asked for but no CUDA device is visible; set device: auto or cpu."
-        )
-    return torch.device(device)
-
-
 class Group:
     """The members of a group and their stacked bounds."""
 
@@ -177,7 +166,7 @@ def replicate_settings(replicate: dict, training: dict) -> dict:
     return {**spec, **training[spec["arch"]], "seed": replicate["seed"]}
 
 
-def group_models(replicates: list[dict], policy: str, gpu: bool) -> dict[str, list[str]]:
+def group_models(replicates: list[dict], policy: str, device: str) -> dict[str, list[str]]:
     """Model names by training group (``replicates``: from ``model_replicates``).
 
     ``model``: every model alone; ``k``: models of one architecture and draws per image
@@ -185,11 +174,15 @@ def group_models(replicates: list[dict], policy: str, gpu: bool) -> dict[str, li
     padded to the most. Measured on a 2-core CPU
     (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
     2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
-    small step's cost is its kernel launches, so ``auto`` is ``arch`` there. A model's seeds
-    differ only in their draws, so on a GPU they stack too.
+    small step's cost is its kernel launches, so ``auto`` is ``arch`` with ``device: cuda``.
+    A model's seeds differ only in their draws, so on a GPU they stack too.
+
+    Decided from the config alone (``device``, not the machine): the groups name the rules,
+    and every machine that reads the workflow (a cluster's compute node too) must find the
+    same ones. So ``device: auto`` groups as the CPU does.
     """
     if policy == "auto":
-        policy = "arch" if gpu else "model"
+        policy = "arch" if device == "cuda" else "model"
     keys = {
         "model": lambda spec: spec["name"],
         # The draws per image: k, or m x k for MIWAE and PIWAE.
@@ -223,9 +216,17 @@ def training_step(stack: StackedVAE, group: Group, optimizer, x, generators) -> 
     return bound.detach()
 
 
+# Held-out images per forward pass of the per-epoch held-out bound.
+HELDOUT_BATCH = 500
+
+
 @torch.no_grad()
 def heldout_bounds(
-    stack: StackedVAE, group: Group, x: torch.Tensor, seeds: list[int], batch_size: int = 500
+    stack: StackedVAE,
+    group: Group,
+    x: torch.Tensor,
+    seeds: list[int],
+    batch_size: int = HELDOUT_BATCH,
 ) -> torch.Tensor:
     """Each member's objective on its fixed held-out images (``[M, n, pixels]``), with a
     fixed seed per member. Shape ``[M]``, on the device."""
@@ -240,13 +241,14 @@ def save_checkpoint(path: Path, **state) -> None:
     save_torch(path, state)
 
 
-def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict | None:
-    """The checkpoint at ``path`` when it belongs to this group. A damaged one (truncated,
-    altered, or not plain data) is set aside and training starts from scratch."""
+def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    """The checkpoint at ``path`` when it belongs to this group, on the CPU (``resume`` puts
+    it in place). A damaged one (truncated, altered, or not plain data) is set aside and
+    training starts from scratch."""
     if not path.exists():
         return None
     try:
-        state = load_torch(path, device, fix="training sets it aside and starts from scratch")
+        state = load_torch(path, "cpu", fix="training sets it aside and starts from scratch")
     except DataError as error:
         log.warning("%s (set aside as %s)", error, set_aside(path))
         return None
@@ -254,6 +256,39 @@ def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict 
         log.info("checkpoint %s is of other settings; starting from scratch", path)
         return None
     return state
+
+
+def resume(state: dict, stack: StackedVAE, optimizer, generators) -> tuple[list, list]:
+    """Put a checkpoint (loaded on the CPU) in place; returns its histories and timing.
+
+    ``load_state_dict`` copies the weights and Adam's moments to the parameters' device and
+    leaves the step counters on the CPU, where a step reads them without waiting for the
+    device (loaded onto the GPU, they would make every step wait)."""
+    stack.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for generator, saved in zip(generators, state["generators"], strict=True):
+        generator.set_state(saved)  # generator states live on the CPU
+    return state["histories"], state["timing"]
+
+
+def group_fingerprint(members: list[TrainSettings]) -> str:
+    """What a checkpoint must have been written for to be resumed."""
+    return hashlib.sha256("".join(s.fingerprint() for s in members).encode()).hexdigest()
+
+
+def member_batches(data: BinarizedMNIST, members, generators, fixed):
+    """One epoch's minibatches of every member, ``[M, batch, pixels]``: each member's own
+    order and binarisation draws from its own generator (or slices of its ``fixed``
+    pixels), indexed and binarised on the data's device."""
+    batches = zip(
+        *(
+            data.batches(members[0].batch_size, g, fixed=f)
+            for g, f in zip(generators, fixed, strict=True)
+        ),
+        strict=True,
+    )
+    for xs in batches:
+        yield xs[0][None] if len(xs) == 1 else torch.stack(xs)
 
 
 def train_group(
@@ -275,7 +310,7 @@ def train_group(
     check_group(members)
     first = members[0]
     checkpoint_path = Path(checkpoint_path)
-    fingerprint = hashlib.sha256("".join(s.fingerprint() for s in members).encode()).hexdigest()
+    fingerprint = group_fingerprint(members)
     train_images = train_images[: first.train_images]
     data = BinarizedMNIST(train_images, device)
     heldout = BinarizedMNIST(heldout_images[: first.heldout_images], device)
@@ -296,13 +331,9 @@ def train_group(
     histories: list[list[dict]] = [[] for _ in members]
     timing: list[dict] = []
 
-    state = load_checkpoint(checkpoint_path, fingerprint, device)
+    state = load_checkpoint(checkpoint_path, fingerprint)
     if state is not None:
-        stack.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for generator, saved in zip(generators, state["generators"], strict=True):
-            generator.set_state(saved.cpu())  # generator states live on the CPU
-        histories, timing = state["histories"], state["timing"]
+        histories, timing = resume(state, stack, optimizer, generators)
         log.info(
             "resumed from epoch %d of %d (%s)", len(timing), len(learning_rates), checkpoint_path
         )
@@ -315,21 +346,13 @@ def train_group(
             param_group["lr"] = learning_rates[epoch]
         start = time.perf_counter()
         total = torch.zeros(len(members), device=device)
-        batches = zip(
-            *(
-                data.batches(first.batch_size, g, fixed=f)
-                for g, f in zip(generators, fixed, strict=True)
-            ),
-            strict=True,
-        )
-        for xs in tqdm(
-            batches,
+        for x in tqdm(
+            member_batches(data, members, generators, fixed),
             total=steps,
             disable=not progress,
             desc=f"epoch {epoch + 1}/{len(learning_rates)}",
             mininterval=2,
         ):
-            x = xs[0][None] if len(xs) == 1 else torch.stack(xs)
             bound = training_step(stack, group, optimizer, x, generators)
             total += bound.sum(1)  # stays on the device: no wait for the host
         train_bound = (total / len(data)).tolist()  # the epoch's one wait for the host

@@ -19,7 +19,7 @@ import yaml
 
 from riwae import stages
 from riwae.config import DEFAULT_CONFIG, merge
-from riwae.train import group_models, model_replicates, replicate_settings, resolve_device
+from riwae.train import group_models, model_replicates, replicate_settings
 
 
 def read_config(paths: list[str]) -> dict:
@@ -30,11 +30,10 @@ def read_config(paths: list[str]) -> dict:
     return config
 
 
-def group_job(config: dict, group: str, device: str) -> dict:
+def group_job(config: dict, group: str) -> dict:
     """The keyword arguments of ``stages.train`` for ``group``, as the rule passes them."""
     replicates = model_replicates(config["models"], config["seeds"])
-    gpu = resolve_device(device).type == "cuda"
-    groups = group_models(replicates, config["training_groups"], gpu)
+    groups = group_models(replicates, config["training_groups"], config["device"])
     if group not in groups:
         raise SystemExit(f"No training group {group!r} here; the groups are {', '.join(groups)}.")
     members = [spec for spec in replicates if spec["name"] in groups[group]]
@@ -46,7 +45,9 @@ def group_job(config: dict, group: str, device: str) -> dict:
         "timings": [f"{run}/models/{m['name']}/timing.csv" for m in members],
         "settings": [replicate_settings(m, config["training"]) for m in members],
         "checkpoint": f"{run}/checkpoints/{group}.pt",
-        "device": device,
+        "device": config["device"],
+        "gpu_locks": f"{run}/locks",
+        "matmul_precision": config["matmul_precision"],
         "threads": config["threads_per_job"],
         "log_file": f"{run}/logs/train/{group}.log",
     }
@@ -56,10 +57,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", nargs="+", required=True)
     parser.add_argument("--group", required=True)
-    parser.add_argument("--device", help="default: the config's device")
+    parser.add_argument("--device", help="the config's device, as --config device=... would set it")
     args = parser.parse_args(argv)
     config = read_config(args.configfile)
-    stages.train(**group_job(config, args.group, args.device or config["device"]))
+    config["device"] = args.device or config["device"]
+    stages.train(**group_job(config, args.group))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ rule appendix:
     params:
         settings=config["appendix"],
         seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.appendix(**output, **params, log_file=log[0])
 

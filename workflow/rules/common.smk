@@ -12,13 +12,13 @@ from riwae.config import (
     SCHEMA,
     ConfigError,
     check_values,
-    gpu_memory,
     in_default_order,
     load_config,
     machine_memory,
     validation_sentence,
 )
 from riwae.io import UserError, hold_run_lock
+from riwae.device import tf32_override_problem, uses_gpu, visible_gpu_memory
 from riwae.train import group_models, model_name, model_replicates, replicate_settings
 
 
@@ -86,32 +86,39 @@ def train_settings(name):
     return replicate_settings(spec, config["training"])
 
 
-def uses_gpu(device):
-    if device == "auto":
-        import torch
+# Models that train together as one stacked network, by group name (riwae.train.group_models):
+# from the config alone, so that every machine reading this file finds the same rules.
+GROUPS = group_models(REPLICATE_SPECS, config["training_groups"], config["device"])
 
-        return torch.cuda.is_available()
-    return device == "cuda"
-
-
-# Models that train together as one stacked network, by group name (riwae.train.group_models).
-GROUPS = group_models(
-    REPLICATE_SPECS, config["training_groups"], uses_gpu(config["device"])
-)
-
-# GPU jobs declare gpu=1, so `--resources gpu=1` keeps them one at a time on one GPU;
-# on the CPU they declare none and run side by side.
+# GPU jobs declare gpu=1, so `--resources gpu=N` runs at most N at once, each on a GPU of its
+# own (riwae.device.claim_device); on the CPU they declare none and run side by side.
 GPU_JOBS = 1 if uses_gpu(config["device"]) else 0
 
+# How every job that computes computes: the precision of float32 matrix products, and for
+# the jobs on the device, where the locks of the GPUs they hold live.
+MATMUL_PRECISION = config["matmul_precision"]
+GPU_LOCKS = f"{RUN}/locks"
+
 # What the schema cannot see (non-finite numbers, integers written as floats, one model
-# listed twice, schedules that train nothing, work that would not fit in memory), refused
-# before any job starts.
-with open(Path(workflow.basedir) / SCHEMA) as f:
-    schema = yaml.safe_load(f)
-try:
-    check_values(config, machine_memory(), gpu_memory() if GPU_JOBS else None, schema)
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+# listed twice, schedules that train nothing, work that would not fit in memory, TF32
+# switched on behind the config's back), refused before any job starts. Once, in the
+# process that schedules the jobs: the GPU's memory is asked in a child process, which a
+# job's own reading of this file need not start again.
+if workflow.is_main_process:
+    problem = tf32_override_problem(MATMUL_PRECISION)
+    if problem:
+        raise WorkflowError(problem)
+    with open(Path(workflow.basedir) / SCHEMA) as f:
+        schema = yaml.safe_load(f)
+    try:
+        check_values(
+            config,
+            machine_memory(),
+            visible_gpu_memory() if GPU_JOBS else None,
+            schema,
+        )
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
 
 
 # One run at a time: the process that runs jobs holds an OS-level lock on the run folder

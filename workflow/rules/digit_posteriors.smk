@@ -16,6 +16,7 @@ rule digit_posteriors:
         settings=config["figures"],
         ks=config["posterior"]["figure_k"],
         seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.digit_posteriors(
             **input, **output, **params, threads=threads, log_file=log[0]

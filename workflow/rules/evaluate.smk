@@ -18,6 +18,8 @@ rule evaluate:
         settings=config["evaluation"],
         seed=config["seed"],
         device=config["device"],
+        gpu_locks=GPU_LOCKS,
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.evaluate(
             **input,

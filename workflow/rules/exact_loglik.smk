@@ -37,6 +37,8 @@ rule exact_loglik:
         model_names=MODELS_2D,
         seed=config["seed"],
         device=config["device"],
+        gpu_locks=GPU_LOCKS,
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.exact_loglik(
             **input, **output, **params, threads=threads, log_file=log[0]

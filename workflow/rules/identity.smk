@@ -24,5 +24,6 @@ rule identity:
         settings=config["identity"],
         model_names=MODELS,
         seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.identity(**input, **output, **params, threads=threads, log_file=log[0])

@@ -15,6 +15,7 @@ rule latent_space:
     params:
         settings=config["figures"],
         seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.latent_space(
             **input, **output, **params, threads=threads, log_file=log[0]

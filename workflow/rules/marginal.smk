@@ -23,6 +23,7 @@ rule marginal:
         settings=config["marginal"],
         model_names=MODELS_2D,
         seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.marginal(**input, **output, **params, threads=threads, log_file=log[0])
 

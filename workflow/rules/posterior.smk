@@ -18,6 +18,7 @@ rule posterior_grid:
     params:
         settings=config["posterior"],
         seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.posterior_grid(**output, **params, log_file=log[0])
 

@@ -24,6 +24,7 @@ rule reconstruct:
         settings=config["figures"],
         model_names=REPLICATES_2D,
         seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
     run:
         stages.reconstruct(
             **input, **output, **params, threads=threads, log_file=log[0]

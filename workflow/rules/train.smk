@@ -31,6 +31,8 @@ for group, members in GROUPS.items():
             settings=[train_settings(model) for model in members],
             checkpoint=f"{RUN}/checkpoints/{group}.pt",
             device=config["device"],
+            gpu_locks=GPU_LOCKS,
+            matmul_precision=MATMUL_PRECISION,
         run:
             stages.train(**input, **output, **params, threads=threads, log_file=log[0])
 

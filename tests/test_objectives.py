@@ -397,7 +397,7 @@ def test_groups_by_k_count_the_draws_per_image():
         {"arch": "burda1", "objective": "miwae", "m": 4, "k": 16, "name": "c"},
         {"arch": "burda1", "objective": "iwae", "k": 8, "name": "d"},
     ]
-    assert group_models(specs, "k", gpu=True) == {"burda1-k64": ["a", "b", "c"], "burda1-k8": ["d"]}
+    assert group_models(specs, "k", "cuda") == {"burda1-k64": ["a", "b", "c"], "burda1-k8": ["d"]}
 
 
 def config_with_models(*models: dict) -> dict:

@@ -31,7 +31,7 @@ rule all:
     default_target: True
     input:
         "resources/mnist.npz",
-        ARTIFACTS,
+        artifacts,
         rules.manifest.output,
         rules.notebook.output,
         rules.html_report.output,

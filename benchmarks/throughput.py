@@ -32,17 +32,16 @@ import torch
 from riwae.config import load_config
 from riwae.data import BinarizedMNIST
 from riwae.device import set_matmul_precision
-from riwae.evaluate import chunk_rows, evaluate_model, evaluation_batch_size
+from riwae.evaluate import evaluate_model, evaluation_batch_size
 from riwae.models import ARCHITECTURES, VAE, StackedVAE
+from riwae.numeric import decoder_rows
 from riwae.optim import make_optimizer
+from riwae.spec import model_specs, training_groups
 from riwae.train import (
     Group,
     TrainSettings,
-    group_models,
     heldout_bounds,
     member_batches,
-    model_replicates,
-    replicate_settings,
     training_step,
 )
 
@@ -181,12 +180,9 @@ def main() -> None:
         f"# torch {torch.__version__}, {device} ({name}), groups of {args.config}, "
         f"matmul_precision {config['matmul_precision']}"
     )
-    replicates = model_replicates(config["models"], config["seeds"])
-    settings = {
-        spec["name"]: TrainSettings(**replicate_settings(spec, config["training"]))
-        for spec in replicates
-    }
-    groups = group_models(replicates, config["training_groups"], device.type)
+    specs = model_specs(config)
+    settings = {spec.name: spec.settings for spec in specs}
+    groups = training_groups(specs, config["training_groups"], device.type)
     rows, hours = [], 0.0
     # Groups that differ only in their members' seeds cost the same: timed once, one row.
     alike: dict[tuple, list[str]] = {}
@@ -227,7 +223,7 @@ def main() -> None:
             lambda m=model, x=x: evaluate_model(m, x, ll_k, bound_k, seed=0), args.seconds, device
         )
         # The forward GEMMs of one chunk of draws, scaled to the batch's draws.
-        chunk_images = max(1, chunk_rows(device) // ll_k)
+        chunk_images = max(1, decoder_rows(device) // ll_k)
         chunk = layer_shapes(arch, chunk_images, ll_k)
         floor = gemm_floor(chunk, 1, device, args.seconds, backward=False)
         floor *= images * draws / (chunk_images * ll_k)

@@ -13,16 +13,17 @@ from riwae.bounds import (
     iwae_bound,
     standard_normal_log_density,
 )
-from riwae.checks import mean_and_se
 from riwae.exact import (
-    ModelJoint,
     exact_log_evidence,
     per_image_table,
     summary_markdown,
     summary_table,
 )
 from riwae.grid import square_grid
+from riwae.io import DataError
 from riwae.models import VAE
+from riwae.numeric import mean_and_se
+from riwae.targets import DiagGaussian, ModelPosterior
 
 QUADRATURE = dict(
     coarse_limit=25.0,
@@ -57,8 +58,8 @@ class LinearGaussianJoint:
     def on_points(self, z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return standard_normal_log_density(z) + self.log_likelihood(self.x[images, None, :], z)
 
-    def proposal(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.q_mean, self.q_logvar
+    def proposal(self) -> DiagGaussian:
+        return DiagGaussian(self.q_mean, self.q_logvar)
 
     def log_evidence(self) -> torch.Tensor:
         covariance = self.W @ self.W.T + math.exp(self.log_s2) * torch.eye(len(self.b))
@@ -147,17 +148,29 @@ def decoded_images(model: VAE, n: int) -> torch.Tensor:
     return torch.bernoulli(torch.sigmoid(logits), generator=g)
 
 
-def test_model_joint_on_shared_points_equals_per_image_points():
-    joint = ModelJoint(sharp_2d_model(), decoded_images(sharp_2d_model(), 3))
+def test_model_posterior_on_shared_points_equals_per_image_points_and_one_image():
+    x = decoded_images(sharp_2d_model(), 3)
+    joint = ModelPosterior(sharp_2d_model(), x)
     z = torch.randn(50, 2, generator=torch.Generator().manual_seed(2))
     shared = joint.on_shared_points(z)
     per_image = joint.on_points(z.expand(3, -1, -1), torch.arange(3))
     assert torch.allclose(shared, per_image, atol=1e-10, rtol=0)
+    # The same class for one image: its density and its q are the images' own.
+    one = ModelPosterior(sharp_2d_model(), x[1])
+    assert torch.allclose(one.log_joint(z), per_image[1], atol=1e-10, rtol=0)
+    assert torch.equal(one.proposal().mean, joint.proposal().mean[1])
+
+
+def test_model_posterior_refuses_a_model_of_two_stochastic_layers():
+    with pytest.raises(ValueError) as error:
+        ModelPosterior(VAE("burda2"), torch.zeros(784))
+    message = str(error.value)
+    assert "\n" not in message and "one stochastic layer, and burda2 has 2" in message
 
 
 def test_model_quadrature_matches_a_brute_force_grid():
     model = sharp_2d_model()
-    joint = ModelJoint(model, decoded_images(model, 4))
+    joint = ModelPosterior(model, decoded_images(model, 4))
     table = exact_log_evidence(joint, **QUADRATURE)
     assert (table.z1_upper - table.z1_lower).max() < 2  # narrow posteriors: a real test
     grid = square_grid(4.0, 321)  # step 0.025, over the whole region with posterior mass
@@ -181,7 +194,7 @@ def iwae_draws(model: VAE, x: torch.Tensor, k: int, replicates: int, generator) 
 def test_exact_value_lies_above_the_iwae_bound_and_the_estimate_reaches_it():
     model = sharp_2d_model()
     x = decoded_images(model, 3)
-    exact = torch.tensor(exact_log_evidence(ModelJoint(model, x), **QUADRATURE).log_evidence)
+    exact = torch.tensor(exact_log_evidence(ModelPosterior(model, x), **QUADRATURE).log_evidence)
     generator = torch.Generator().manual_seed(0)
     gaps, ses = {}, {}
     for k, replicates in ((1, 2000), (10, 400), (100, 100), (1000, 40)):
@@ -222,5 +235,5 @@ def test_per_image_table_and_summary():
         "| m | 3 | -90.00 ± 5.77 | -90.80 ± 5.98 (k = 5000) | 0.800 ± 0.624 | 2.000, -0.100 | 1, 0 "
     )
     assert row in markdown
-    with pytest.raises(ValueError, match="rerun the evaluate stage"):
+    with pytest.raises(DataError, match="rerun the evaluate stage"):
         per_image_table("m", exact, [-1.0], ll_k=5000)

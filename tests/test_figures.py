@@ -85,10 +85,37 @@ def test_digit_panels_zoom_to_where_the_posterior_lies():
 
 
 def test_a_model_has_one_colour_in_every_figure():
-    assert model_colour("burda1-iwae-k50") == model_colour("cremer2d-iwae-k50")
-    colours = {m: model_colour(m) for m in ("x-vae-k1", "x-vae-k5", "x-vae-k50", "x-iwae-k5")}
+    models = [("vae", 1), ("vae", 5), ("vae", 50), ("iwae", 5), ("miwae", 5), ("piwae", 5)]
+    colours = {model: model_colour(*model, "reparam") for model in models}
     assert len(set(map(str, colours.values()))) == len(colours)
-    assert model_colour("x-vae-k1") == model_colour("x-iwae-k1")  # VAE = IWAE at k = 1
+    assert model_colour("vae", 1, "reparam") == model_colour("iwae", 1, "reparam")  # k = 1
+    assert model_colour("iwae", 5, "dreg") != model_colour("iwae", 5, "reparam")
+
+
+def test_a_model_looks_as_its_spec_says_whatever_its_name():
+    """Colour and marker come from the spec's columns, so any objective, estimator or
+    architecture gets a look, one unknown to the figures too."""
+    import matplotlib.pyplot as plt
+    from test_train import settings
+
+    from riwae.plots import OTHER_COLOURS, OTHER_MARKER, model_looks
+    from riwae.spec import ModelSpec, spec_table
+
+    specs = [
+        ModelSpec(settings(arch="cremer2d", objective="iwae", k=50)),
+        ModelSpec(settings(objective="ciwae", beta=0.5, k=8, estimator="stl")),
+        ModelSpec(settings(objective="iwae", k=50, seed=1), first_seed=False),
+    ]
+    looks = model_looks(spec_table(specs))
+    assert list(looks) == ["cremer2d-iwae-k50", "burda1-ciwae-b0.5-k8-stl", "burda1-iwae-k50-seed1"]
+    assert looks["cremer2d-iwae-k50"].colour == looks["burda1-iwae-k50-seed1"].colour
+    assert looks["cremer2d-iwae-k50"].marker == "s" and looks["burda1-iwae-k50-seed1"].marker == "o"
+    assert looks["burda1-ciwae-b0.5-k8-stl"].colour == model_colour("iwae", 8, "stl")
+    # An objective and an architecture that no figure knows yet still get a look.
+    unknown = model_looks(spec_table(specs[:1]).assign(arch="new2d", objective="rws"))
+    look = unknown["cremer2d-iwae-k50"]
+    shade = 0.45 + 0.45 * np.log(50) / np.log(100)
+    assert look.marker == OTHER_MARKER and look.colour == plt.get_cmap(OTHER_COLOURS)(shade)
 
 
 def test_wsvi_qiw_covers_the_far_mode_and_svi_does_not():

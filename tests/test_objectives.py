@@ -32,8 +32,9 @@ from riwae.bounds import (
 )
 from riwae.config import SCHEMA, ConfigError, check_values, load_config, validation_sentence
 from riwae.models import StackedVAE
+from riwae.spec import ModelSpec, training_groups
 from riwae.targets import DiagGaussian
-from riwae.train import Group, TrainSettings, group_models, model_name, train_group
+from riwae.train import Group, TrainSettings, train_group
 
 ENCODER, DECODER = ("mean", "logvar"), ("W", "b")
 
@@ -346,8 +347,9 @@ def test_names_carry_each_objectives_hyper_parameters():
         "cremer2d-vae-k5-dreg": dict(arch="cremer2d", objective="vae", k=5, estimator="dreg"),
     }
     for name, spec in specs.items():
-        assert model_name(spec) == name
+        assert settings(seed=3, **spec).base_name == name
         assert settings(seed=3, **spec).name == f"{name} (seed 3)"
+        assert ModelSpec(settings(seed=3, **spec), first_seed=False).name == f"{name}-seed3"
 
 
 def test_vae_and_iwae_settings_keep_their_dict_and_fingerprint():
@@ -392,12 +394,15 @@ def test_settings_that_do_not_fit_their_objective_are_refused(changes, message):
 
 def test_groups_by_k_count_the_draws_per_image():
     specs = [
-        {"arch": "burda1", "objective": "miwae", "m": 8, "k": 8, "name": "a"},
-        {"arch": "burda1", "objective": "iwae", "k": 64, "name": "b"},
-        {"arch": "burda1", "objective": "miwae", "m": 4, "k": 16, "name": "c"},
-        {"arch": "burda1", "objective": "iwae", "k": 8, "name": "d"},
+        ModelSpec(settings(objective="miwae", m=8, k=8)),
+        ModelSpec(settings(objective="iwae", k=64)),
+        ModelSpec(settings(objective="miwae", m=4, k=16)),
+        ModelSpec(settings(objective="iwae", k=8)),
     ]
-    assert group_models(specs, "k", "cuda") == {"burda1-k64": ["a", "b", "c"], "burda1-k8": ["d"]}
+    assert training_groups(specs, "k", "cuda") == {
+        "burda1-k64": ["burda1-miwae-m8-k8", "burda1-iwae-k64", "burda1-miwae-m4-k16"],
+        "burda1-k8": ["burda1-iwae-k8"],
+    }
 
 
 def config_with_models(*models: dict) -> dict:

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -10,7 +11,8 @@ from riwae.evaluate import active_units, evaluate_model, iwae_estimate
 from riwae.grid import square_grid
 from riwae.models import VAE, StackedVAE
 from riwae.optim import BurdaAdam, make_optimizer
-from riwae.train import TrainingError, TrainSettings, train_group, train_model
+from riwae.spec import model_specs, training_groups
+from riwae.train import TrainingError, TrainSettings, train_group
 
 
 def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
@@ -37,6 +39,12 @@ def settings(**changes) -> TrainSettings:
         heldout_images=100,
     )
     return TrainSettings(**{**base, **changes})
+
+
+def train_model(settings: TrainSettings, *args, **kwargs) -> tuple[VAE, pd.DataFrame]:
+    """Train one model: a group of one."""
+    models, histories, _ = train_group([settings], *args, **kwargs)
+    return models[0], histories[0]
 
 
 def interrupted(checkpoint, images, epochs: int = 1, device="cpu", member=None) -> None:
@@ -395,12 +403,20 @@ def test_burda_optimizer_and_fixed_binarisation_train(tmp_path):
 
 
 def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
-    specs = [
-        {"arch": "burda1", "objective": "iwae", "k": 5},
-        {"arch": "cremer2d", "objective": "iwae", "k": 50, "estimator": "dreg"},
-    ]
-    replicates = riwae.train.model_replicates(specs, [3, 0, 7])
-    assert [(r["name"], r["seed"]) for r in replicates] == [
+    def training(**changes) -> dict:  # as settings() has them
+        fixed = ("seed", "arch", "objective", "k", "estimator")
+        return {k: v for k, v in settings(**changes).as_dict().items() if k not in fixed}
+
+    config = {
+        "models": [
+            {"arch": "burda1", "objective": "iwae", "k": 5},
+            {"arch": "cremer2d", "objective": "iwae", "k": 50, "estimator": "dreg"},
+        ],
+        "seeds": [3, 0, 7],
+        "training": {"burda1": training(), "cremer2d": training(lr=1e-4)},
+    }
+    specs = model_specs(config)
+    assert [(s.name, s.settings.seed) for s in specs] == [
         ("burda1-iwae-k5", 3),
         ("burda1-iwae-k5-seed0", 0),
         ("burda1-iwae-k5-seed7", 7),
@@ -408,17 +424,14 @@ def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
         ("cremer2d-iwae-k50-dreg-seed0", 0),
         ("cremer2d-iwae-k50-dreg-seed7", 7),
     ]
-    training = {"burda1": {"lr": 1e-3}, "cremer2d": {"lr": 1e-4}}
-    assert riwae.train.replicate_settings(replicates[2], training) == {
-        "arch": "burda1",
-        "objective": "iwae",
-        "k": 5,
-        "lr": 1e-3,
-        "seed": 7,
-    }
+    # Each spec holds everything that determines its model: its architecture's settings too.
+    assert specs[2].settings == settings(seed=7)
+    assert specs[4].settings.lr == 1e-4 and specs[4].settings.estimator == "dreg"
+    assert [s.base_name for s in specs[3:]] == ["cremer2d-iwae-k50-dreg"] * 3
+    assert specs[4].architecture.is_2d and not specs[0].architecture.is_2d
     # With device: cuda a model's seeds stack into its architecture's group; otherwise each
     # is alone, device: auto included, whatever this machine has: the groups name rules.
-    assert riwae.train.group_models(replicates, "auto", "cuda") == {
+    assert training_groups(specs, "auto", "cuda") == {
         "burda1": ["burda1-iwae-k5", "burda1-iwae-k5-seed0", "burda1-iwae-k5-seed7"],
         "cremer2d": [
             "cremer2d-iwae-k50-dreg",
@@ -427,5 +440,5 @@ def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
         ],
     }
     for device in ("cpu", "auto"):
-        alone = riwae.train.group_models(replicates, "auto", device)
-        assert list(alone.values()) == [[r["name"]] for r in replicates]
+        alone = training_groups(specs, "auto", device)
+        assert list(alone.values()) == [[s.name] for s in specs]

@@ -26,7 +26,7 @@ from riwae.config import (
 from riwae.data import load_mnist
 from riwae.io import (
     DataError,
-    delete_torch,
+    delete_artifact,
     load_torch,
     read_npz,
     recorded_sha256_path,
@@ -38,7 +38,7 @@ from riwae.io import (
 from riwae.models import VAE
 from riwae.plots import save_figure
 from riwae.provenance import is_timing
-from riwae.train import load_model, save_model, train_model
+from riwae.spec import ModelSpec, load_model, save_model
 
 SMOKE = "results/smoke"
 
@@ -106,7 +106,7 @@ def test_damaged_torch_file_stops_with_one_sentence(tmp_path, how):
     path = tmp_path / "checkpoint.pt"
     save_torch(path, {"weights": torch.randn(50, 50)})
     if how == "missing":
-        delete_torch(path)
+        delete_artifact(path)
     elif how == "no hash":
         recorded_sha256_path(path).unlink()
     else:
@@ -131,10 +131,12 @@ def test_planted_pickle_is_never_run(tmp_path, name, forge_hash):
 
 
 def test_planted_model_file_is_refused_by_load_model(tmp_path):
+    from test_train import settings
+
     path, marker = tmp_path / "model.pt", tmp_path / "code-ran"
     plant(path, marker, forge_hash=True)
     with pytest.raises(DataError) as error:
-        load_model(path)
+        load_model(path, ModelSpec(settings()))
     assert one_sentence(str(error.value), str(path), "retrain the model")
     assert not marker.exists()
 
@@ -142,7 +144,7 @@ def test_planted_model_file_is_refused_by_load_model(tmp_path):
 def test_planted_checkpoint_is_set_aside_and_training_starts_afresh(tmp_path, caplog):
     """A checkpoint whose pickle would run code, even with a forged hash, is never run:
     training says so in the log, sets it aside and trains from scratch."""
-    from test_train import settings, synthetic_images
+    from test_train import settings, synthetic_images, train_model
 
     images = synthetic_images(300)
     path, marker = tmp_path / "checkpoint.pt", tmp_path / "code-ran"
@@ -169,13 +171,38 @@ def test_planted_checkpoint_is_set_aside_and_training_starts_afresh(tmp_path, ca
 def test_saved_model_is_plain_data_and_loads_back(tmp_path):
     from test_train import settings
 
-    model = VAE("cremer2d")
-    save_model(tmp_path / "model.pt", model, settings(arch="cremer2d"), torch.device("cpu"))
-    torch.load(tmp_path / "model.pt", weights_only=True)  # no code needed to read it
-    loaded, state = load_model(tmp_path / "model.pt")
+    model, spec = VAE("cremer2d"), ModelSpec(settings(arch="cremer2d"))
+    save_model(tmp_path / "model.pt", model, spec.settings, torch.device("cpu"))
+    state = torch.load(tmp_path / "model.pt", weights_only=True)  # no code needed to read it
     assert state["settings"]["k"] == 5 and state["device"] == "cpu"
+    loaded = load_model(tmp_path / "model.pt", spec)
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor)
+
+
+@pytest.mark.parametrize(
+    ("changes", "difference"),
+    [
+        (dict(objective="vae", k=1), "its objective is vae (not iwae), k is 1 (not 5)"),
+        (dict(seed=1), "its seed is 1 (not 0)"),
+        (dict(lr=1e-4), "its lr is 0.0001 (not 0.001)"),
+    ],
+)
+def test_a_model_file_of_another_model_is_refused_in_one_sentence(tmp_path, changes, difference):
+    """The settings recorded in model.pt must be those of the spec that loads it, whatever
+    the file's name and its recorded hash say."""
+    from test_train import settings
+
+    path = tmp_path / "cremer2d-iwae-k5" / "model.pt"
+    other = settings(arch="cremer2d", **changes)
+    save_model(path, VAE("cremer2d"), other, torch.device("cpu"))  # with its own record
+    with pytest.raises(DataError) as error:
+        load_model(path, ModelSpec(settings(arch="cremer2d")))
+    assert one_sentence(
+        str(error.value),
+        f"{path} is not the model cremer2d-iwae-k5 that its folder names: {difference}",
+        "; delete it and run snakemake again to retrain the model.",
+    )
 
 
 def test_set_aside_moves_the_file_and_its_hash(tmp_path):
@@ -184,6 +211,108 @@ def test_set_aside_moves_the_file_and_its_hash(tmp_path):
     aside = set_aside(path)
     assert not path.exists() and not recorded_sha256_path(path).exists()
     assert load_torch(aside) == {"epoch": 3}
+
+
+# Every artifact, whatever its format ---------------------------------------------------------
+
+
+def written_artifacts(folder: Path) -> dict:
+    """One artifact of each format the pipeline writes, by path, and how to read it back."""
+    import pandas as pd
+
+    from riwae.io import (
+        read_csv,
+        read_json,
+        read_npz,
+        read_npz_list,
+        read_text,
+        write_csv,
+        write_json,
+        write_npz_list,
+        write_text,
+    )
+
+    files = {
+        folder / "eval.json": (write_json, {"model": "m", "log_likelihood": -90.5}, read_json),
+        folder / "history.csv": (write_csv, pd.DataFrame({"epoch": [1, 2]}), read_csv),
+        folder / "table.md": (write_text, "| a |\n|---|\n| 1 |\n", read_text),
+        folder / "arrays.npz": (write_npz, {"a": np.arange(5.0)}, read_npz),
+        folder / "digits.npz": (write_npz_list, [{"a": np.ones(3)}], read_npz_list),
+        folder / "model.pt": (save_torch, {"weights": torch.ones(3)}, load_torch),
+    }
+    for path, (write, content, _) in files.items():
+        write(path, content)
+    return {path: read for path, (_, _, read) in files.items()}
+
+
+def test_every_format_is_written_with_its_hash_and_read_back_only_as_written(tmp_path):
+    import pandas as pd
+
+    readers = written_artifacts(tmp_path)
+    for path, read in readers.items():
+        assert recorded_sha256_path(path).read_text() == f"{sha256_file(path)}  {path.name}\n"
+        read(path)  # as written: read back
+    # A hand edit that keeps the format valid: a number in a history and in an evaluation.
+    history = tmp_path / "history.csv"
+    history.write_text(history.read_text().replace("2", "3"))
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(evaluation.read_text().replace("-90.5", "-42"))
+    damage(tmp_path / "arrays.npz", "flipped")
+    damage(tmp_path / "model.pt", "truncated")
+    damage(tmp_path / "digits.npz", "emptied")
+    recorded_sha256_path(tmp_path / "table.md").unlink()
+    for path, read in readers.items():
+        with pytest.raises(DataError) as error:
+            read(path)
+        message = str(error.value)
+        assert one_sentence(message, str(path), "delete it and run snakemake again"), message
+    assert isinstance(pd.read_csv(history), pd.DataFrame)  # the edit itself reads fine
+
+
+def test_a_file_with_its_record_rewritten_that_does_not_parse_is_one_sentence(tmp_path):
+    """Bytes that match their record but do not parse (a record rewritten by hand after a
+    truncation): named with the file and the fix, never a parser's traceback."""
+    from riwae.io import read_csv, read_json, write_artifact
+
+    for name, read, kind in (("eval.json", read_json, "JSON"), ("history.csv", read_csv, "CSV")):
+        path = tmp_path / name
+        write_artifact(path, b'{"model": "m", "log_lik' if kind == "JSON" else b"")
+        with pytest.raises(DataError) as error:
+            read(path)
+        assert one_sentence(str(error.value), f"{path} cannot be read as {kind}", "delete it")
+
+
+def test_the_manifest_the_notebook_and_the_report_refuse_an_edited_artifact(tmp_path):
+    """None of them takes a file changed since the pipeline wrote it, before any work."""
+    from snakemake.exceptions import WorkflowError
+
+    from riwae import stages
+    from riwae.io import write_json
+    from riwae.provenance import build_manifest
+
+    readers = written_artifacts(tmp_path / "results/x")
+    edited = tmp_path / "results/x/history.csv"
+    edited.write_text("epoch\n1\n7\n")
+    with pytest.raises(DataError, match=f"{edited} has SHA-256 .* so it is damaged or was changed"):
+        build_manifest({"run": "x"}, tmp_path / "results/x", edited, [], list(readers))
+    manifest = tmp_path / "results/x/manifest.json"
+    write_json(manifest, {"artifacts": {str(path): "" for path in readers}})
+    log = tmp_path / "stage.log"
+    runs = {
+        "notebook": dict(notebook="none.ipynb", manifest=manifest, html=tmp_path / "n.html"),
+        "html_report": dict(
+            report=tmp_path / "results/x/report.html",
+            resolved_config=manifest,
+            artifacts=list(readers),
+            snakefile="none",
+        ),
+    }
+    for name, arguments in runs.items():
+        with pytest.raises(WorkflowError) as error:
+            getattr(stages, name)(**arguments, log_file=log)
+        assert one_sentence(str(error.value), str(edited), "was changed; delete it"), name
+        assert not (tmp_path / "n.html").exists()
+        assert not (tmp_path / "results/x/report.html").exists()
 
 
 # Arrays and figures ------------------------------------------------------------------------

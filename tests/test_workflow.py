@@ -11,7 +11,7 @@ import yaml
 
 from conftest import ROOT, SMOKE, SNAKEMAKE, copy_workflow, snakemake
 from riwae.config import load_config
-from riwae.train import group_models, model_replicates
+from riwae.spec import model_specs, training_groups
 
 MODELS = [
     "burda1-vae-k1",
@@ -171,6 +171,20 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
     }
     # The manifest hashes the new figures, the notebook and the report show them: all follow.
     assert planned == figures | {"run_config", "manifest", "notebook", "html_report", "all"}, stats
+
+
+def test_changed_figure_option_reruns_only_that_figure(smoke_run, tmp_path):
+    """Each stage's params hold only the settings it reads: the size of the latent-space
+    manifold reruns the latent space and its figure, not the reconstructions or posteriors."""
+    config = load_config("config/smoke.yaml", root=smoke_run)
+    config["figures"]["manifold_size"] += 2
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(smoke_run, f"--configfile={changed}", "--dry-run", "--quiet", "rules")
+    stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
+    planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+    records = {"run_config", "manifest", "notebook", "html_report", "all"}
+    assert planned == {"latent_space", "latent_space_figure"} | records, stats
 
 
 def test_matmul_precision_reruns_every_stage_that_computes(smoke_run):
@@ -404,14 +418,76 @@ def test_manifest_records_the_run_and_hashes_every_artifact(smoke_artifacts):
     assert manifest["data"]["arrays_sha256"] == ARRAY_SHA256
     assert manifest["data"]["sha256"] == sha256_file(smoke_artifacts / "resources/mnist.npz")
     # One training job per group: per model on the CPU, per architecture on CUDA.
-    replicates = model_replicates(config["models"], config["seeds"])
-    groups = group_models(replicates, config["training_groups"], config["device"])
+    groups = training_groups(model_specs(config), config["training_groups"], config["device"])
     assert len(groups) == (len(REPLICATES) if config["device"] == "cpu" else 3)
     jobs = {"identity", "marginal", *(f"train/{group}" for group in groups)}
     assert jobs <= set(manifest["stage_seconds"])
-    assert len(manifest["artifacts"]) > 40
     for path, digest in manifest["artifacts"].items():
         assert path.startswith(f"{SMOKE}/") and sha256_file(smoke_artifacts / path) == digest, path
+    # Every file the run made is in it: each artifact, each with its recorded SHA-256 beside
+    # it, and the timings of Snakemake's benchmarks; not the logs, nor the run's own records.
+    run = smoke_artifacts / SMOKE
+    made = {
+        str(path.relative_to(smoke_artifacts))
+        for path in run.rglob("*")
+        if path.is_file() and path.suffix != ".sha256" and not {"logs", "locks"} & set(path.parts)
+    }
+    records = {f"{SMOKE}/{name}" for name in ("manifest.json", "notebook.html", "report.html")}
+    assert set(manifest["artifacts"]) == made - records
+    for path in made - records:
+        if "benchmarks" not in path:
+            assert (smoke_artifacts / f"{path}.sha256").is_file(), path
+
+
+def planned_jobs(workdir, *args) -> dict[str, list[tuple[list[str], list[str]]]]:
+    """The jobs of a dry run, by rule: each job's input and output files."""
+    result = snakemake(workdir, "--dry-run", *args)
+    jobs: dict[str, list[tuple[list[str], list[str]]]] = {}
+    for block in result.stdout.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0].strip()
+        fields = {}
+        for line in block.splitlines()[1:]:
+            key, _, value = line.strip().partition(": ")
+            if key in ("input", "output"):
+                fields[key] = [path.strip() for path in value.split(",")]
+        jobs.setdefault(rule, []).append((fields.get("input", []), fields.get("output", [])))
+    return jobs
+
+
+def test_every_rule_output_reaches_the_manifest_and_the_report(tmp_path):
+    """The artifact list is derived from the rules: a new rule file, included and nothing
+    else, has its outputs (for every model) hashed by the manifest and shown to the report."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "workflow/rules/new_stage.smk").write_text(
+        'rule new_stage:\n    output:\n        f"{RUN}/new/{{model}}.txt",\n'
+        "    run:\n        pass\n"
+    )
+    with open(workdir / "Snakefile", "a") as snakefile:
+        snakefile.write('include: "workflow/rules/new_stage.smk"\n')
+    jobs = planned_jobs(workdir, "--configfile=config/smoke.yaml")
+    assert len(jobs["new_stage"]) == len(REPLICATES)
+    records = {"manifest", "notebook", "html_report", "all"}
+    outputs = {
+        path
+        for rule, rule_jobs in jobs.items()
+        if rule not in records
+        for _, paths in rule_jobs
+        for path in paths
+        if path.startswith(f"{SMOKE}/")
+    }
+    assert {f"{SMOKE}/new/{name}.txt" for name in REPLICATES} <= outputs
+    (manifest_inputs, _), (report_inputs, _) = jobs["manifest"][0], jobs["html_report"][0]
+    assert outputs - set(manifest_inputs) == set()
+    assert outputs - set(report_inputs) == set()
+    # A wildcard whose values the workflow does not know is one sentence, not a silent gap.
+    (workdir / "workflow/rules/new_stage.smk").write_text(
+        'rule new_stage:\n    output:\n        f"{RUN}/new/{{digit}}.txt",\n'
+        "    run:\n        pass\n"
+    )
+    result = snakemake(workdir, "--configfile=config/smoke.yaml", "--dry-run", check=False)
+    assert result.returncode != 0
+    message = "Rule new_stage has the wildcard digit, whose values are not in WILDCARDS"
+    assert message in result.stdout + result.stderr
 
 
 def test_report_and_executed_notebook(smoke_run):

@@ -1,8 +1,6 @@
 """The paper's appendix in 1D: q fitted by the plain ELBO (SVI) or by the IWAE bound
 (W-SVI) to a trimodal posterior, and the q_IW that SIR makes from each."""
 
-import math
-
 import numpy as np
 import torch
 
@@ -77,9 +75,3 @@ def appendix_arrays(
             arrays[f"{method}_k{k}_samples"] = qiw_samples(target, q, k, draws, generator).numpy()
     arrays["ks"] = np.array(ks)
     return arrays
-
-
-def gaussian_density(z: np.ndarray, mean: float, logvar: float) -> np.ndarray:
-    return np.exp(-0.5 * (z - mean) ** 2 / math.exp(logvar)) / math.sqrt(
-        2 * math.pi * math.exp(logvar)
-    )

@@ -1,12 +1,11 @@
 """The paper's identity, L_IWAE[q] = L_VAE[q_IW], checked per sample set in float64."""
 
-import math
-
 import torch
 
 from riwae.bounds import iwae_bound, vae_bound
+from riwae.numeric import POSTERIOR_DRAWS, SYNTHETIC_DRAWS, in_chunks, mean_and_se
 from riwae.qiw import conditional_elbo
-from riwae.targets import DiagGaussian, GaussianMixtureTarget
+from riwae.targets import DiagGaussian, GaussianMixtureTarget, cremer2d_target
 
 
 def identity_terms(log_joint: torch.Tensor, log_q: torch.Tensor):
@@ -14,14 +13,6 @@ def identity_terms(log_joint: torch.Tensor, log_q: torch.Tensor):
     conditional q_IW, and the k-sample estimate of the plain ELBO L_VAE[q]."""
     log_w = log_joint - log_q
     return iwae_bound(log_w), conditional_elbo(log_joint, log_q), vae_bound(log_w)
-
-
-def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and Monte Carlo standard error of i.i.d. values (computed in float64)."""
-    values = values.double()
-    n = values.numel()
-    se = float(values.std(correction=1) / math.sqrt(n)) if n > 1 else math.nan
-    return float(values.mean()), se
 
 
 def summarise_identity(
@@ -54,10 +45,9 @@ def chunked_identity_terms(draw, k: int, sample_sets: int, chunk_samples: int):
     """``identity_terms`` for ``sample_sets`` independent sets of k draws, made in chunks of
     at most ``chunk_samples`` draws by ``draw(k, sets)``, which returns log p(x, z) and
     log q(z|x), ``[k, sets]`` each."""
-    sets_per_chunk = max(1, chunk_samples // k)
     parts = [
-        identity_terms(*draw(k, min(sets_per_chunk, sample_sets - start)))
-        for start in range(0, sample_sets, sets_per_chunk)
+        identity_terms(*draw(k, stop - start))
+        for start, stop in in_chunks(sample_sets, k, chunk_samples)
     ]
     return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
@@ -68,7 +58,7 @@ def sampled_identity_terms(
     k: int,
     sample_sets: int,
     generator: torch.Generator,
-    chunk_samples: int = 2**20,
+    chunk_samples: int = SYNTHETIC_DRAWS,
 ):
     """``identity_terms`` for ``sample_sets`` independent sets of k draws from the proposal.
     ``target`` has ``log_joint(z)``."""
@@ -118,12 +108,61 @@ def model_identity(
     with torch.no_grad():
         for k in ks:
             per_image = [
-                chunked_identity_terms(draws_for(x), k, sample_sets, chunk_samples=2**13)
+                chunked_identity_terms(draws_for(x), k, sample_sets, POSTERIOR_DRAWS)
                 for x in images.double()
             ]
             terms = (torch.cat(column) for column in zip(*per_image, strict=True))
             rows.append(summarise_identity(k, *terms, tolerance))
     return rows
+
+
+def identity_check(models: dict, images: torch.Tensor, settings: dict, seed: int) -> dict:
+    """Both sides of the identity per sample set: on the synthetic 2D target, then on each
+    trained model of ``models`` (``riwae.spec.ModelSpec`` -> model) for the binarised
+    ``images``. ``settings``: the config's ``identity`` section. Returns the check's record:
+    ``passed``, and a section per case with its rows (``summarise_identity``)."""
+    ks, tolerance = settings["k"], settings["tolerance"]
+    target, proposal = cremer2d_target()
+    synthetic = synthetic_identity(target, proposal, ks, settings["sample_sets"], tolerance, seed)
+    sections = [
+        {"case": "synthetic 2D target", "log_evidence": target.log_evidence, "rows": synthetic}
+    ]
+    sections += [
+        {
+            "case": spec.name,
+            "rows": model_identity(
+                model, images, ks, settings["model_sample_sets"], tolerance, seed
+            ),
+        }
+        for spec, model in models.items()
+    ]
+    passed = all(row["passed"] for section in sections for row in section["rows"])
+    return {"passed": passed, "sections": sections}
+
+
+def identity_failure(check: dict) -> str | None:
+    """The sentence of a failed identity check (``identity_check``), None when it passed."""
+    failures = [
+        (s["case"], r["k"]) for s in check["sections"] for r in s["rows"] if not r["passed"]
+    ]
+    if not failures:
+        return None
+    tolerance = check["sections"][0]["rows"][0]["tolerance"]
+    return (
+        "Identity check failed for "
+        + ", ".join(f"{case} at k = {k}" for case, k in failures)
+        + f": the largest difference exceeds the tolerance {tolerance:g}."
+    )
+
+
+def identity_report(check: dict, distances) -> str:
+    """The check as markdown, a section per case, then the original figure code's q_IW from
+    the posterior stage's table of ``distances``."""
+    markdown = "\n".join(
+        f"## {s['case']}\n\n{identity_markdown(s['rows'], s.get('log_evidence'))}"
+        for s in check["sections"]
+    )
+    return markdown + "\n" + off_by_one_markdown(distances)
 
 
 def identity_markdown(rows: list[dict], log_evidence: float | None = None) -> str:

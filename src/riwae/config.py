@@ -126,19 +126,21 @@ class MemoryNeed(NamedTuple):
 
 
 def training_needs(config: dict) -> list[MemoryNeed]:
-    """The largest tensor of each training group (``riwae.train.group_models``): its members'
-    k draws (padded to the group's largest k) for a minibatch of a step, or for a batch of
+    """The largest tensor of each training group (``riwae.spec.training_groups``): its
+    members' draws (padded to the group's most) for a minibatch of a step, or for a batch of
     the held-out pass at each epoch's end, whichever has more images."""
-    from riwae.train import HELDOUT_BATCH, group_models, model_name, model_replicates
+    from riwae.spec import model_specs, training_groups
+    from riwae.train import HELDOUT_BATCH
 
-    replicates = {r["name"]: r for r in model_replicates(config["models"], config["seeds"])}
-    index = {model_name(spec): i for i, spec in enumerate(config["models"])}
-    groups = group_models(list(replicates.values()), config["training_groups"], config["device"])
+    specs = model_specs(config)
+    by_name = {spec.name: spec for spec in specs}
+    index = {spec.base_name: i for i, spec in enumerate(s for s in specs if s.first_seed)}
+    groups = training_groups(specs, config["training_groups"], config["device"])
     needs = []
     for group, names in groups.items():
-        members = [replicates[name] for name in names]
-        arch = members[0]["arch"]
-        k = max(m.get("m", 1) * m["k"] for m in members)  # miwae and piwae draw m x k
+        members = [by_name[name].settings for name in names]
+        arch = members[0].arch
+        k = max(m.training_objective.draws for m in members)  # miwae and piwae draw m x k
         training = config["training"][arch]
         held_out = min(HELDOUT_BATCH, training["heldout_images"])
         if training["batch_size"] >= held_out:
@@ -147,8 +149,8 @@ def training_needs(config: dict) -> list[MemoryNeed]:
             images, when, setting = held_out, "the held-out pass", "heldout_images"
         rows = len(members) * k * images
         if len(members) == 1:
-            i = index[model_name(members[0])]
-            blocked = "m" in members[0]
+            i = index[members[0].base_name]
+            blocked = members[0].m is not None
             samples = "m x k" if blocked else "k"
             draws = f"models[{i}].m, models[{i}].k" if blocked else f"models[{i}].k"
             where, lower = f"models[{i}].k", f"{draws} or training.{arch}.{setting}"
@@ -174,12 +176,13 @@ def memory_needs(config: dict, gpu: bool = False) -> list[MemoryNeed]:
     Rough: only what grows with config values is counted; the modules' other fixed sizes
     (500 images per reconstruction batch, 2^13 draws per identity chunk) are floors that no
     config reaches the machine's memory with."""
-    from riwae.evaluate import chunk_rows, evaluation_batch_size
+    from riwae.evaluate import evaluation_batch_size
+    from riwae.numeric import decoder_rows
 
     device = "cuda" if gpu else "cpu"
     # Evaluation: a chunk of draws of the k-sample estimates, and all max(bound_k) draws of a
     # batch at once (for the ELBO).
-    chunk = chunk_rows(device)
+    chunk = decoder_rows(device)
     what = f"a chunk of {chunk} draws of the evaluation on {'a GPU' if gpu else 'the CPU'}"
     where = "device"
     lower = "it by evaluating on the CPU (device: cpu), whose chunks are 64 times smaller"

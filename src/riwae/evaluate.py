@@ -6,38 +6,15 @@ import math
 import torch
 
 from riwae.bounds import vae_bound
-from riwae.checks import mean_and_se
+from riwae.io import DataError, read_json
 from riwae.models import VAE
-
-# Burda et al. (2016), Table 1, MNIST test log-likelihood (k = 5000 estimate).
-BURDA_TABLE1 = [
-    {"layers": 1, "objective": "vae", "k": 1, "nll": 86.76},
-    {"layers": 1, "objective": "vae", "k": 5, "nll": 86.47},
-    {"layers": 1, "objective": "vae", "k": 50, "nll": 86.35},
-    {"layers": 1, "objective": "iwae", "k": 1, "nll": 86.76},
-    {"layers": 1, "objective": "iwae", "k": 5, "nll": 85.54},
-    {"layers": 1, "objective": "iwae", "k": 50, "nll": 84.78},
-    {"layers": 2, "objective": "vae", "k": 1, "nll": 85.33},
-    {"layers": 2, "objective": "vae", "k": 5, "nll": 85.01},
-    {"layers": 2, "objective": "vae", "k": 50, "nll": 84.78},
-    {"layers": 2, "objective": "iwae", "k": 1, "nll": 85.33},
-    {"layers": 2, "objective": "iwae", "k": 5, "nll": 83.89},
-    {"layers": 2, "objective": "iwae", "k": 50, "nll": 82.90},
-]
-
-
-def chunk_rows(device: torch.device) -> int:
-    """Latent draws (k x images) per forward pass of the estimate. On a CPU small chunks are
-    fastest: the decoder's [rows, 784] outputs stay in cache (measured: about twice the
-    throughput at 2^12 rows as at 2^16). On a GPU large chunks keep it busy; 2^18 rows of
-    784 float32 logits are 0.8 GB."""
-    return 2**12 if torch.device(device).type == "cpu" else 2**18
+from riwae.numeric import decoder_rows, in_chunks, mean_and_se
 
 
 def evaluation_batch_size(device: torch.device | str, ll_k: int) -> int:
-    """Images per batch of ``evaluate_model``: 100 on a CPU; on a GPU as many as fill a chunk
-    of the k = ``ll_k`` estimate."""
-    return max(100, chunk_rows(device) // ll_k)
+    """Images per batch of ``evaluate_model``: 100 on a CPU; on a GPU as many as fill a
+    decoder pass (``riwae.numeric.decoder_rows``) of the k = ``ll_k`` estimate."""
+    return max(100, decoder_rows(device) // ll_k)
 
 
 @torch.no_grad()
@@ -45,12 +22,11 @@ def iwae_estimate(
     model: VAE, x: torch.Tensor, k: int, generator: torch.Generator, max_samples: int | None = None
 ) -> torch.Tensor:
     """log (1/k) sum_i w_i per image for k draws, in chunks of at most ``max_samples``
-    latent draws (k x batch; by default ``chunk_rows`` of the device) so memory stays
-    bounded for k = 5000. Shape ``[batch]``."""
-    chunk = max(1, (max_samples or chunk_rows(x.device)) // len(x))
+    latent draws (k x batch; by default ``riwae.numeric.decoder_rows`` of the device) so
+    memory stays bounded for k = 5000. Shape ``[batch]``."""
     parts = []
-    for start in range(0, k, chunk):
-        log_w, _, _ = model.log_weights(x, min(chunk, k - start), generator)
+    for start, stop in in_chunks(k, len(x), max_samples or decoder_rows(x.device)):
+        log_w, _, _ = model.log_weights(x, stop - start, generator)
         parts.append(torch.logsumexp(log_w, 0))
     return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 
@@ -110,3 +86,28 @@ def evaluate_model(
     result["latent_dim"], result["latent_dims"] = model.latent_dim, list(model.arch.latent_dims)
     result["posterior_mean_variances"] = [v.tolist() for v in variances]
     return result
+
+
+def evaluation_record(spec, model: VAE, x: torch.Tensor, settings: dict, seed: int) -> dict:
+    """What ``eval.json`` holds for one model (``riwae.spec.ModelSpec``): its name, settings
+    and device, and ``evaluate_model`` on the binarised test images ``x``. ``settings``: the
+    config's ``evaluation`` section."""
+    numbers = evaluate_model(model, x, settings["ll_k"], settings["bound_k"], seed)
+    return {"model": spec.name, **spec.settings.as_dict(), "device": str(x.device), **numbers}
+
+
+def read_evaluations(paths, specs) -> list[dict]:
+    """The evaluation records (``eval.json``) of ``paths``, each checked against its recorded
+    hash (``riwae.io.read_json``) and to be of the model its spec names."""
+    records = []
+    for path, spec in zip(paths, specs, strict=True):
+        record = read_json(path)
+        settings = {key: record.get(key) for key in spec.settings.as_dict()}
+        if record.get("model") != spec.name or settings != spec.settings.as_dict():
+            raise DataError(
+                f"{path} is the evaluation of {record.get('model')!r} with other settings, not "
+                f"of {spec.name} that its folder names; delete it and run snakemake again, "
+                f"which writes it afresh (and what is made from it)."
+            )
+        records.append(record)
+    return records

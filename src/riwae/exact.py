@@ -11,48 +11,23 @@ coarse box the integrand is below the prior (p(x|z) <= 1 for binary pixels), who
 there is at most exp(-L^2 / 2).
 """
 
+import logging
 import math
-from dataclasses import dataclass
+import time
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from riwae.bounds import bernoulli_log_likelihood, gaussian_log_density, standard_normal_log_density
-from riwae.checks import mean_and_se
+from riwae.bounds import gaussian_log_density
 from riwae.grid import Grid2D, box_grid, square_grid
-from riwae.models import VAE
+from riwae.io import DataError
+from riwae.numeric import QUADRATURE_POINTS, in_chunks, mean_and_se
+from riwae.targets import ModelPosterior
+
+log = logging.getLogger("riwae")
 
 # An image counts as badly estimated when the estimate is this many nats off log p(x).
 BAD_ESTIMATE_NATS = 1.0
-
-
-@dataclass(frozen=True)
-class ModelJoint:
-    """log p(x_i, z) = log N(z; 0, I) + log p(x_i | z) of a 2D model for images ``x``."""
-
-    model: VAE
-    x: torch.Tensor  # [images, pixels], binary
-
-    @torch.no_grad()
-    def on_shared_points(self, z: torch.Tensor) -> torch.Tensor:
-        """At the same points ``z`` [points, 2] for every image: ``[images, points]``.
-
-        One decoder pass for all images: log p(x|z) = x . logits - sum softplus(logits)."""
-        logits = self.model.decoder(z)
-        return self.x @ logits.T - F.softplus(logits).sum(-1) + standard_normal_log_density(z)
-
-    @torch.no_grad()
-    def on_points(self, z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """At each image's own points ``z`` [len(images), points, 2]: ``[len(images), points]``."""
-        logits = self.model.decoder(z)
-        x = self.x[images, None, :]
-        return standard_normal_log_density(z) + bernoulli_log_likelihood(logits, x)
-
-    @torch.no_grad()
-    def proposal(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x)'s mean and log variance per image, ``[images, 2]`` each."""
-        return self.model.encoder(self.x)
 
 
 def height_threshold(log_joint: torch.Tensor, mass_outside: float) -> torch.Tensor:
@@ -89,9 +64,8 @@ def box_around(
 def on_boxes(joint, lower, upper, images: list[int], size: int, max_rows: int):
     """Yield, chunk by chunk of ``images``: their indices, their ``size`` x ``size`` grids
     over their boxes, and log p(x, z) there ([chunk, size^2], in the joint's dtype)."""
-    per_chunk = max(1, max_rows // size**2)
-    for start in range(0, len(images), per_chunk):
-        chunk = torch.tensor(images[start : start + per_chunk], device=lower.device)
+    for start, stop in in_chunks(len(images), size**2, max_rows):
+        chunk = torch.tensor(images[start:stop], device=lower.device)
         grids = [
             box_grid(tuple(lo), tuple(hi), size, lower.dtype, lower.device)
             for lo, hi in zip(lower[chunk].tolist(), upper[chunk].tolist(), strict=True)
@@ -108,7 +82,10 @@ def fitted_boxes(
     found on a coarse grid over [-coarse_limit, coarse_limit]^2 shared by all images, then
     narrowed on a ``zoom_size`` x ``zoom_size`` grid over that box. ``[images, 2]`` each."""
     coarse = square_grid(coarse_limit, coarse_size, dtype=joint.x.dtype, device=joint.x.device)
-    log_joint = torch.cat([joint.on_shared_points(z) for z in coarse.points.split(max_rows)], 1)
+    points = coarse.points
+    log_joint = torch.cat(
+        [joint.on_shared_points(points[a:b]) for a, b in in_chunks(len(points), 1, max_rows)], 1
+    )
     step = coarse.x_axis[1] - coarse.x_axis[0]
     threshold = height_threshold(log_joint, mass_outside)
     lower, upper = box_around(log_joint, coarse.points, step, threshold)
@@ -147,13 +124,13 @@ def kl_to_proposal(grid: Grid2D, log_joint: torch.Tensor, log_q: torch.Tensor) -
 def quadrature_on_boxes(joint, lower, upper, images: list[int], size: int, max_rows: int):
     """For each image of ``images``: ``quadrature_checks`` on a ``size`` x ``size`` grid over
     its box, and KL(p(z|x) || q) there."""
-    q_mean, q_logvar = joint.proposal()
+    q = joint.proposal()
     rows = []
     for chunk, grids, log_joints in on_boxes(joint, lower, upper, images, size, max_rows):
         for grid, log_joint, i in zip(grids, log_joints, chunk.tolist(), strict=True):
             # float64 from here: the logsumexp of the integrand sets the result's precision.
             log_joint = log_joint.double()
-            log_q = gaussian_log_density(grid.points, q_mean[i], q_logvar[i]).double()
+            log_q = gaussian_log_density(grid.points, q.mean[i], q.logvar[i]).double()
             rows.append(
                 {
                     **quadrature_checks(grid, log_joint),
@@ -165,7 +142,7 @@ def quadrature_on_boxes(joint, lower, upper, images: list[int], size: int, max_r
 
 
 def exact_log_evidence(
-    joint: ModelJoint,
+    joint: ModelPosterior,
     coarse_limit: float,
     coarse_size: int,
     zoom_size: int,
@@ -173,7 +150,7 @@ def exact_log_evidence(
     grid_size: int,
     max_grid_size: int,
     tolerance: float,
-    max_rows: int = 2**12,
+    max_rows: int = QUADRATURE_POINTS,
 ) -> pd.DataFrame:
     """log p(x) per image by the midpoint rule over its fitted box (``fitted_boxes``), on a
     ``grid_size`` x ``grid_size`` grid, refined (step halved) while the result moves by more
@@ -183,8 +160,8 @@ def exact_log_evidence(
     (``quadrature_checks``); ``log_tail_bound``: log of exp(-L^2/2), the bound on the mass
     outside the coarse box, relative to p(x); ``kl_posterior_q``; the final ``grid_size``;
     the box. ``joint`` is any object with ``x``, ``on_shared_points``, ``on_points`` and
-    ``proposal`` as ``ModelJoint``; ``max_rows`` bounds the points evaluated at once (small
-    chunks keep a decoder's outputs in cache).
+    ``proposal`` as ``riwae.targets.ModelPosterior``; ``max_rows`` bounds the points
+    evaluated at once (small chunks keep a decoder's outputs in cache).
     """
     if grid_size % 2 == 0:
         raise ValueError(
@@ -209,8 +186,8 @@ def per_image_table(model_name: str, exact: pd.DataFrame, estimate: list[float],
     """The quadrature's rows beside the k-sample estimate of the same images: ``difference``
     = log p(x) - estimate (positive: the estimate is below the truth) and ``refinement`` =
     log p(x) minus the same quadrature at twice the step."""
-    if len(estimate) != len(exact):
-        raise ValueError(
+    if len(estimate) != len(exact):  # an evaluation of other images than these
+        raise DataError(
             f"{model_name}: the evaluation has {len(estimate)} images, the quadrature "
             f"{len(exact)}; rerun the evaluate stage with the same evaluation.test_images."
         )
@@ -295,13 +272,13 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 @torch.no_grad()
 def posterior_panel_arrays(
-    joint: ModelJoint, per_image: pd.DataFrame, shown: int, size: int
+    joint: ModelPosterior, per_image: pd.DataFrame, shown: int, size: int
 ) -> list[dict]:
     """For the ``shown`` images whose estimate is furthest below log p(x): the binarised
     image, the normalised log posterior on a ``size`` x ``size`` grid over the image's
     fitted box, q's mean and standard deviations, and both log-likelihoods."""
     panels = []
-    q_mean, q_logvar = joint.proposal()
+    q = joint.proposal()
     for row in per_image.nlargest(shown, "difference").itertuples():
         grid = box_grid(
             (row.z1_lower, row.z2_lower), (row.z1_upper, row.z2_upper), size, device=joint.x.device
@@ -314,10 +291,41 @@ def posterior_panel_arrays(
                 "x_axis": grid.x_axis.cpu().numpy(),
                 "y_axis": grid.y_axis.cpu().numpy(),
                 "log_posterior": grid.image(grid.normalise(log_joint[0].double())).cpu().numpy(),
-                "q_mean": q_mean[row.image].cpu().numpy(),
-                "q_std": (0.5 * q_logvar[row.image]).exp().cpu().numpy(),
+                "q_mean": q.mean[row.image].cpu().numpy(),
+                "q_std": (0.5 * q.logvar[row.image]).exp().cpu().numpy(),
                 "exact": row.log_evidence,
                 "estimate": row.estimate,
             }
         )
     return panels
+
+
+def exact_loglik_tables(models: dict, evaluations: list[dict], x: torch.Tensor, settings: dict):
+    """log p(x) by quadrature of every model of ``models`` (``riwae.spec.ModelSpec`` -> a 2D
+    model) on the binarised images ``x``, beside its evaluation's k-sample estimate of the
+    same images (``evaluations``, one ``eval.json`` record per model), in float64: the
+    integrand's sums (784 pixel terms per point, then the quadrature's) decide the result's
+    last digits, and float64 keeps them whatever the precision of float32 matrix products.
+    ``settings``: the config's ``exact`` section.
+
+    Returns the per-image table, its summary per model, and the figure's panels (each with
+    its ``model``)."""
+    quadrature = ("coarse_limit", "coarse_size", "zoom_size", "mass_outside", "grid_size")
+    quadrature += ("max_grid_size", "tolerance")
+    tables, panels = [], []
+    for (spec, model), evaluation in zip(models.items(), evaluations, strict=True):
+        joint = ModelPosterior(model.double(), x.double())
+        start = time.perf_counter()
+        exact = exact_log_evidence(joint, **{key: settings[key] for key in quadrature})
+        seconds = time.perf_counter() - start
+        log.info("%s: %d images by quadrature in %.1f s", spec.name, len(x), seconds)
+        table = per_image_table(
+            spec.name, exact, evaluation["log_likelihood_per_image"], evaluation["ll_k"]
+        )
+        tables.append(table)
+        shown = posterior_panel_arrays(
+            joint, table, settings["shown_images"], settings["figure_grid_size"]
+        )
+        panels += [{**panel, "model": spec.name} for panel in shown]
+    every_image = pd.concat(tables, ignore_index=True)
+    return every_image, summary_table(every_image), panels

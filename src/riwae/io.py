@@ -1,14 +1,20 @@
-"""Reading and writing artifacts: nothing half-written, nothing executed, nothing damaged
-used in silence.
+"""Reading and writing artifacts: nothing half-written, nothing executed, nothing changed or
+damaged used in silence.
 
-Every writer goes through a temporary name and a rename. Torch files (models,
-checkpoints) are written byte for byte the same for the same content, with their SHA-256
-recorded beside them in ``<file>.sha256`` (the format of ``sha256sum``, so ``sha256sum -c``
-checks them too); ``load_torch`` checks that hash before it reads a byte and then loads
-with ``weights_only=True``, so a file in a run folder is data, never code. A file that is
-missing, empty, damaged or not plain data raises ``DataError``, whose message is one
-sentence naming the file and the fix; ``start_log`` makes a stage end with that sentence
+Every artifact is written through ``write_artifact``: to a temporary name and renamed, with
+its SHA-256 recorded beside it in ``<file>.sha256`` (the format of ``sha256sum``, so
+``sha256sum -c`` checks it too). Every reader (``read_artifact`` and the parsers over it:
+``read_text``, ``read_json``, ``read_csv``, ``read_npz``, ``read_npz_list``,
+``load_torch``) checks that hash before it parses a byte, so a file that was edited by hand,
+damaged or copied in from elsewhere without its record never reaches a table, a figure or
+the manifest; ``verify_artifacts`` does the same for files that other programs read (the
+notebook, the report). Torch files are loaded with ``weights_only=True``, arrays without
+unpickling: a file in a run folder is data, never code. Every problem raises ``DataError``,
+whose message is one sentence naming the file and the fix; a stage ends with that sentence
 instead of a traceback.
+
+The record catches accidents and edits, not a forger: who can write a file can write its
+record too.
 """
 
 import errno
@@ -27,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# The fix for a damaged artifact of a run: Snakemake makes a missing output again.
-REMAKE = "delete it and run snakemake again, which writes it afresh"
+# The fix for a changed or damaged artifact of a run: Snakemake makes a missing output again,
+# and then everything made from it.
+REMAKE = "delete it and run snakemake again, which writes it afresh (and what is made from it)"
 
 # Zip members get this fixed time instead of the time of writing (1980 is zip's epoch).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -90,12 +97,32 @@ def atomic_path(path: str | os.PathLike, size: int | None = None) -> Iterator[Pa
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """``data`` to ``path`` atomically, with no record (``write_artifact`` keeps one)."""
     with atomic_path(path, size=len(data)) as tmp:
         tmp.write_bytes(data)
 
 
+def recorded_sha256_path(path: str | os.PathLike) -> Path:
+    """Where the SHA-256 of an artifact is recorded: ``<file>.sha256`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def write_artifact(path: str | os.PathLike, data: bytes) -> None:
+    """``data`` to ``path`` atomically, its SHA-256 recorded in ``<path>.sha256``.
+
+    Both are written to temporary names first; the record is renamed into place before the
+    file, so a file never stands beside a record of other bytes without ``read_artifact``
+    saying so (a crash between the two renames leaves a mismatch, which it reports)."""
+    path = Path(path)
+    record = f"{sha256_bytes(data)}  {path.name}\n".encode()
+    with atomic_path(path, size=len(data)) as tmp:
+        tmp.write_bytes(data)
+        write_bytes(recorded_sha256_path(path), record)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
-    write_bytes(path, text.encode())
+    write_artifact(path, text.encode())
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -103,88 +130,143 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:
-    """Write a pandas DataFrame as CSV, atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+    """A pandas DataFrame as CSV, without its index."""
+    write_text(path, frame.to_csv(index=False))
 
 
 def write_npz(path: str | os.PathLike, arrays: dict) -> None:
-    """``np.savez``, atomically, with no time of writing inside: the same arrays give the
-    same bytes. Read back with ``np.load`` or ``read_npz``."""
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+    """``np.savez`` with no time of writing inside: the same arrays give the same bytes.
+    Read back with ``read_npz`` (or plain ``np.load``)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
         for name, array in arrays.items():
             member = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_TIME)
             with archive.open(member, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+    write_artifact(path, buffer.getvalue())
 
 
-def read_npz(path: str | os.PathLike, fix: str = REMAKE) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file (never unpickling); a missing or damaged file raises
-    ``DataError`` ending with ``fix`` (a clause such as "delete it and run snakemake again")."""
-    try:
-        with np.load(path) as stored:  # zip members are checked against their CRC-32 here
-            return {name: stored[name] for name in stored.files}
-    except Exception as error:  # whatever the damage, the file is not what was written
-        problem = "does not exist" if not Path(path).exists() else "is damaged"
-        raise DataError(f"{path} {problem} ({type(error).__name__}); {fix}.") from error
-
-
-def recorded_sha256_path(path: str | os.PathLike) -> Path:
-    """Where the SHA-256 of a torch file is recorded: ``<file>.sha256`` beside it."""
-    path = Path(path)
-    return path.with_name(path.name + ".sha256")
+def write_npz_list(path: str | os.PathLike, records: list[dict]) -> None:
+    """A list of dicts of arrays (one per digit, panel, ...) as one ``.npz``, its keys
+    ``d{i}/{name}``; ``read_npz_list`` gives the list back."""
+    write_npz(
+        path,
+        {
+            f"d{i}/{key}": np.asarray(value)
+            for i, r in enumerate(records)
+            for key, value in r.items()
+        },
+    )
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:
-    """``torch.save(obj)``, atomically, its SHA-256 recorded in ``<path>.sha256``.
+    """``torch.save(obj)`` as an artifact (``write_artifact``).
 
     ``obj`` should hold only tensors, numbers, strings, None and dicts, lists and tuples of
     them, so that ``load_torch`` can read it without unpickling code. It is serialised in
     memory, so the archive holds no temporary file name: the same object gives the same bytes.
-    The hash is written first, so a file never exists without its record (a crash between
-    the two leaves a mismatch, which ``load_torch`` reports).
     """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    data = buffer.getvalue()
-    write_text(recorded_sha256_path(path), f"{sha256_bytes(data)}  {Path(path).name}\n")
-    write_bytes(path, data)
+    write_artifact(path, buffer.getvalue())
+
+
+def read_artifact(path: str | os.PathLike, fix: str = REMAKE) -> bytes:
+    """The bytes of an artifact, once they are checked against the SHA-256 recorded when it
+    was written. A missing file or record, or other bytes than were written (edited,
+    truncated, damaged, copied in from elsewhere), raise ``DataError``: one sentence naming
+    the file and ending with ``fix``, a clause such as "delete it and run snakemake again"."""
+    path = Path(path)
+    record = recorded_sha256_path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; {fix}.")
+    data = path.read_bytes()
+    if not record.is_file():
+        raise DataError(
+            f"{path} has no recorded SHA-256 ({record.name} is missing), so nothing says the "
+            f"pipeline wrote it as it is; {fix}."
+        )
+    recorded = record.read_text().split()[:1]
+    actual = sha256_bytes(data)
+    if recorded != [actual]:
+        raise DataError(
+            f"{path} has SHA-256 {actual} but {' '.join(recorded) or 'nothing'} was recorded in "
+            f"{record.name} when it was written, so it is damaged or was changed; {fix}."
+        )
+    return data
+
+
+def verify_artifacts(paths, fix: str = REMAKE) -> dict[str, str]:
+    """Check each artifact of ``paths`` against its record (``read_artifact``) before another
+    program reads it; returns their SHA-256 by path."""
+    return {str(path): sha256_bytes(read_artifact(path, fix)) for path in paths}
+
+
+def unreadable(path, kind: str, error: Exception, fix: str = REMAKE) -> DataError:
+    """The sentence for an artifact whose bytes are as recorded but do not parse."""
+    return DataError(f"{path} cannot be read as {kind} ({type(error).__name__}: {error}); {fix}.")
+
+
+def read_text(path: str | os.PathLike, fix: str = REMAKE) -> str:
+    data = read_artifact(path, fix)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as error:
+        raise unreadable(path, "text", error, fix) from None
+
+
+def read_json(path: str | os.PathLike, fix: str = REMAKE):
+    try:
+        return json.loads(read_text(path, fix))
+    except json.JSONDecodeError as error:
+        raise unreadable(path, "JSON", error, fix) from None
+
+
+def read_csv(path: str | os.PathLike, fix: str = REMAKE):
+    """A CSV artifact as a pandas DataFrame."""
+    import pandas as pd
+
+    data = read_artifact(path, fix)
+    try:
+        return pd.read_csv(io.BytesIO(data))
+    except (ValueError, pd.errors.ParserError) as error:  # EmptyDataError is a ValueError
+        raise unreadable(path, "CSV", error, fix) from None
+
+
+def parse_npz(data: bytes, path, fix: str = REMAKE) -> dict[str, np.ndarray]:
+    """Every array of ``.npz`` bytes read from ``path`` (never unpickling)."""
+    try:
+        with np.load(io.BytesIO(data)) as stored:  # zip members are checked against their CRC
+            return {name: stored[name] for name in stored.files}
+    except Exception as error:  # whatever the damage, the file is not what was written
+        raise DataError(f"{path} is damaged ({type(error).__name__}); {fix}.") from error
+
+
+def read_npz(path: str | os.PathLike, fix: str = REMAKE) -> dict[str, np.ndarray]:
+    return parse_npz(read_artifact(path, fix), path, fix)
+
+
+def read_npz_list(path: str | os.PathLike, fix: str = REMAKE) -> list[dict]:
+    """The list of dicts that ``write_npz_list`` wrote."""
+    records: dict[int, dict] = {}
+    for key, array in read_npz(path, fix).items():
+        prefix, name = key.split("/", 1)
+        records.setdefault(int(prefix[1:]), {})[name] = array
+    return [records[i] for i in sorted(records)]
 
 
 def load_torch(path: str | os.PathLike, device="cpu", fix: str = REMAKE):
     """What ``save_torch`` wrote to ``path``, on ``device``, after checking the bytes against
-    the recorded SHA-256; loaded with ``weights_only=True``, so no code in the file runs.
-
-    Any problem (missing, empty, hash missing or different, not plain data) raises
-    ``DataError``: one sentence naming the file and ending with ``fix``, a clause such as
-    "rerun `snakemake --forcerun train`".
+    the recorded SHA-256 (``read_artifact``); loaded with ``weights_only=True``, so no code
+    in the file runs. A file that is not plain data raises ``DataError`` ending with ``fix``.
     """
-    path = Path(path)
-    record = recorded_sha256_path(path)
-
-    def damaged(problem: str) -> DataError:
-        return DataError(f"{path} {problem}; {fix}.")
-
-    if not path.is_file():
-        raise damaged("does not exist")
-    data = path.read_bytes()
-    if not data:
-        raise damaged("is empty")
-    if not record.is_file():
-        raise damaged(f"has no recorded SHA-256 ({record.name} is missing)")
-    recorded = record.read_text().split()[:1]
-    actual = sha256_bytes(data)
-    if recorded != [actual]:
-        raise damaged(
-            f"has SHA-256 {actual} but {' '.join(recorded) or 'nothing'} was recorded in "
-            f"{record.name} when it was written, so it is damaged or was changed"
-        )
+    data = read_artifact(path, fix)
     try:
         return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as error:  # unsafe or unreadable content: either way not plain data
-        raise damaged(
-            f"holds something other than plain tensors, numbers and strings, or is not a torch "
-            f"file ({type(error).__name__}), so it was not loaded"
+        raise DataError(
+            f"{path} holds something other than plain tensors, numbers and strings, or is not "
+            f"a torch file ({type(error).__name__}), so it was not loaded; {fix}."
         ) from error
 
 
@@ -200,8 +282,8 @@ def set_aside(path: str | os.PathLike) -> Path:
     return aside
 
 
-def delete_torch(path: str | os.PathLike) -> None:
-    """Remove a file written by ``save_torch`` and its recorded hash."""
+def delete_artifact(path: str | os.PathLike) -> None:
+    """Remove an artifact and its recorded hash."""
     Path(path).unlink(missing_ok=True)
     recorded_sha256_path(path).unlink(missing_ok=True)
 

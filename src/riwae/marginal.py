@@ -5,15 +5,20 @@
 all computable for a 2D latent space: the last two by quadrature on a grid, the marginal
 q_IW density by its Monte Carlo expectation formula."""
 
+import logging
 import math
 
+import pandas as pd
 import torch
 
-from riwae.checks import mean_and_se, sampled_identity_terms
-from riwae.grid import Grid2D
-from riwae.posterior import other_log_weights
+from riwae.checks import sampled_identity_terms
+from riwae.grid import Grid2D, square_grid
+from riwae.numeric import POSTERIOR_DRAWS, mean_and_se
+from riwae.posterior import fitted_posteriors, other_log_weights
 from riwae.qiw import marginal_log_density
-from riwae.targets import DiagGaussian
+from riwae.targets import DiagGaussian, cremer2d_target
+
+log = logging.getLogger("riwae")
 
 # An inequality a <= b counts as violated only if a exceeds b by more than this many
 # standard errors of the difference: the terms are Monte Carlo estimates.
@@ -45,7 +50,7 @@ def marginal_ordering(
     rows = []
     for k in ks:
         iwae, _, vae_q = sampled_identity_terms(
-            target, proposal, k, bound_sets, generator, chunk_samples=2**13
+            target, proposal, k, bound_sets, generator, chunk_samples=POSTERIOR_DRAWS
         )
         marginal = torch.tensor(
             [
@@ -85,6 +90,34 @@ def marginal_ordering(
             row["VAE <= IWAE"] and row["IWAE <= marginal"] and row["marginal <= log p(x)"]
         )
     return rows
+
+
+def marginal_table(
+    models: dict, images: torch.Tensor, indices: list[int], settings: dict, seed: int
+) -> pd.DataFrame:
+    """``marginal_ordering`` for the synthetic 2D target, then for each binarised test image
+    (``images``, the test set's ``indices``) under each 2D model of ``models``
+    (``riwae.spec.ModelSpec`` -> model), on a grid fitted to each image's posterior and q;
+    in float64, with one generator throughout. ``settings``: the config's ``marginal``
+    section. One row per case (``case``, ``image``: -1 for the synthetic target) and k."""
+    common = dict(
+        ks=settings["k"],
+        sample_sets=settings["sample_sets"],
+        replicates=settings["replicates"],
+        bound_sets=settings["bound_sets"],
+        generator=torch.Generator().manual_seed(seed),
+    )
+    limit, size = settings["grid_limit"], settings["grid_size"]
+    target, proposal = cremer2d_target()
+    rows = marginal_ordering(target, proposal, square_grid(limit, size), **common)
+    frames = [pd.DataFrame(rows).assign(case="synthetic 2D target", image=-1)]
+    for spec, model in models.items():
+        posteriors = fitted_posteriors(model.double(), images.double(), limit, size)
+        for index, (posterior, q, grid) in zip(indices, posteriors, strict=True):
+            rows = marginal_ordering(posterior, q, grid, **common)
+            frames.append(pd.DataFrame(rows).assign(case=spec.name, image=index))
+            log.info("%s, test image %d done", spec.name, index)
+    return pd.concat(frames, ignore_index=True)
 
 
 def marginal_markdown(table) -> str:

@@ -31,10 +31,19 @@ class Architecture:
     # The second output head of a Gaussian layer is log std for Burda et al.'s models
     # (std = exp(output)) and log variance for cremer2d; logvar = logvar_scale * output.
     logvar_scale: float
+    # Burda et al.'s own architecture: their Table 1 has its test log-likelihoods (by
+    # number of stochastic layers), which the Burda table sets ours beside.
+    burda_table1: bool = False
 
     @property
     def layers(self) -> int:
         return len(self.latent_dims)
+
+    @property
+    def is_2d(self) -> bool:
+        """One stochastic layer of two units: its posterior lives on the plane, where grids
+        and quadrature reach it (the 2D figures and checks are made for these models)."""
+        return self.latent_dims == (2,)
 
     @property
     def latent_dim(self) -> int:
@@ -58,12 +67,12 @@ ARCHITECTURES = {
     # The paper's 2D model (authors' code): softplus, Xavier-uniform weights, zero biases.
     "cremer2d": Architecture(784, (2,), ((200, 200),), ((200, 200),), nn.Softplus, 1.0),
     # Burda et al.'s one-stochastic-layer model: tanh, std = exp(linear output).
-    "burda1": Architecture(784, (50,), ((200, 200),), ((200, 200),), nn.Tanh, 2.0),
+    "burda1": Architecture(784, (50,), ((200, 200),), ((200, 200),), nn.Tanh, 2.0, True),
     # Their two-stochastic-layer model: q 784-200-200-(100+100), 100-100-100-(50+50);
     # p 50-100-100-(100+100), 100-200-200-784. (Their code lists p's hidden sizes from the
     # top, [[100, 100], [200, 200]]; here every list starts next to the data.)
     "burda2": Architecture(
-        784, (100, 50), ((200, 200), (100, 100)), ((200, 200), (100, 100)), nn.Tanh, 2.0
+        784, (100, 50), ((200, 200), (100, 100)), ((200, 200), (100, 100)), nn.Tanh, 2.0, True
     ),
 }
 

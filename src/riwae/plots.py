@@ -1,13 +1,16 @@
 """Figures. Each function draws from saved arrays, so a figure can be redrawn without
-recomputing what it shows."""
+recomputing what it shows; a model's colour and marker come from its spec's fields (the
+columns the tables carry), never from its name."""
 
+import io
+import math
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # figures are written to files; no display is needed
-
-import re
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -20,58 +23,77 @@ from matplotlib.ticker import (
 )
 from torchvision.utils import make_grid  # noqa: E402
 
-from riwae.appendix import gaussian_density  # noqa: E402
-from riwae.io import atomic_path  # noqa: E402
+from riwae.io import write_artifact  # noqa: E402
 
 
 def save_figure(fig, paths, dpi: int) -> None:
-    """Save one figure to each path (format from the suffix; ``dpi`` sets the resolution of
-    PNGs), atomically, then close it. A PDF gets no creation date, so the same figure gives
-    the same bytes (PNGs have none)."""
+    """Save one figure to each path as an artifact (``riwae.io.write_artifact``; the format
+    from the suffix; ``dpi`` sets the resolution of PNGs), then close it. A PDF gets no
+    creation date, so the same figure gives the same bytes (PNGs have none)."""
     for path in paths:
-        with atomic_path(path) as tmp:
-            metadata = {"CreationDate": None} if tmp.suffix == ".pdf" else None
-            fig.savefig(tmp, bbox_inches="tight", dpi=dpi, metadata=metadata)
+        suffix = Path(path).suffix
+        buffer = io.BytesIO()
+        metadata = {"CreationDate": None} if suffix == ".pdf" else None
+        fig.savefig(buffer, format=suffix[1:], bbox_inches="tight", dpi=dpi, metadata=metadata)
+        write_artifact(path, buffer.getvalue())
     plt.close(fig)
 
 
 # How a model looks in every figure: colour by objective, estimator and k, marker by
-# architecture.
+# architecture; objectives and architectures not listed get the last colour map and marker.
 K1_COLOUR = "0.3"  # at k = 1 VAE and IWAE coincide: one grey
-OBJECTIVE_COLOURS = {"vae": "Blues", "iwae": "Reds"}
+OBJECTIVE_COLOURS = {
+    "vae": "Blues",
+    "iwae": "Reds",
+    "miwae": "Oranges",
+    "ciwae": "YlOrBr",
+    "piwae": "RdPu",
+}
+OTHER_COLOURS = "Greys"
 ESTIMATOR_COLOURS = {"stl": "Greens", "dreg": "Purples"}  # other than the plain gradient
 ARCH_MARKERS = {"burda1": "o", "burda2": "^", "cremer2d": "s"}
-MODEL_NAME = re.compile(
-    r"(?P<arch>.+)-(?P<objective>vae|iwae)-k(?P<k>\d+)(-(?P<estimator>stl|dreg))?(-seed\d+)?"
-)
+OTHER_MARKER = "D"
 
 
-def model_parts(model: str) -> tuple[str, str, int]:
-    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>[-<estimator>]``
-    (and ``-seed<s>`` for a model's other seeds)."""
-    parts = MODEL_NAME.fullmatch(model)
-    return parts["arch"], parts["objective"], int(parts["k"])
-
-
-def model_colour(model: str):
+def model_colour(objective: str, k: int, estimator: str):
     """The colour of a model in every figure: VAEs blue, IWAEs red, darker for larger k (the
     same shade for the same k, k = 100 and above darkest); k = 1 grey; models trained with
     STL green, with DReG purple."""
-    _, objective, k = model_parts(model)
-    estimator = MODEL_NAME.fullmatch(model)["estimator"]
-    if k == 1 and estimator is None:
+    if k == 1 and estimator == "reparam":
         return K1_COLOUR
     shade = 0.45 + 0.45 * min(np.log(k) / np.log(100), 1.0)
-    return plt.get_cmap(ESTIMATOR_COLOURS.get(estimator, OBJECTIVE_COLOURS[objective]))(shade)
+    colours = ESTIMATOR_COLOURS.get(estimator, OBJECTIVE_COLOURS.get(objective, OTHER_COLOURS))
+    return plt.get_cmap(colours)(shade)
 
 
-def model_marker(model: str) -> str:
-    return ARCH_MARKERS.get(model_parts(model)[0], "D")
+@dataclass(frozen=True)
+class Look:
+    """How one model looks in every figure, and what orders it in a legend."""
+
+    arch: str
+    k: int
+    colour: object
+    marker: str
 
 
-def model_order(models) -> list[str]:
-    """Models in the order of their legends: by architecture, k, then objective."""
-    return sorted(set(models), key=lambda m: (model_parts(m)[0], model_parts(m)[2], m))
+def model_looks(models) -> dict[str, Look]:
+    """Each model's look by name, from a table with a row per model and its spec's columns
+    (``model``, ``arch``, ``objective``, ``k``, ``estimator``): the evaluation table, or
+    ``riwae.spec.spec_table``."""
+    return {
+        r.model: Look(
+            r.arch,
+            int(r.k),
+            model_colour(r.objective, int(r.k), r.estimator),
+            ARCH_MARKERS.get(r.arch, OTHER_MARKER),
+        )
+        for r in models.itertuples()
+    }
+
+
+def model_order(models, looks: dict[str, Look]) -> list[str]:
+    """Models in the order of their legends: by architecture, k, then name."""
+    return sorted(set(models), key=lambda m: (looks[m].arch, looks[m].k, m))
 
 
 def k_ticks(ax, ks) -> None:
@@ -117,23 +139,23 @@ def posterior_panels(arrays: dict[str, np.ndarray], ks: list[int], style: dict):
     return fig
 
 
-def learning_curves(histories, style: dict):
+def learning_curves(histories, looks: dict[str, Look], style: dict):
     """Training bound (dashed) and held-out bound (solid) per epoch for every model, one
     panel per architecture, each model in its own colour; the legend beside the panels."""
     sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
-    models = model_order(histories.model)
-    archs = sorted({model_parts(m)[0] for m in models})
+    models = model_order(histories.model, looks)
+    archs = sorted({looks[m].arch for m in models})
     size = style.get("panel_size", 2.6) + 0.8
     fig, axes = plt.subplots(1, len(archs), figsize=(size * len(archs), size), squeeze=False)
     for ax, arch in zip(axes[0], archs, strict=True):
-        for model in (m for m in models if model_parts(m)[0] == arch):
+        for model in (m for m in models if looks[m].arch == arch):
             history = histories[histories.model == model]
             for column, dashes in (("train_bound", (3, 2)), ("heldout_bound", ())):
                 ax.plot(
                     history.epoch,
                     history[column],
-                    color=model_colour(model),
-                    marker=model_marker(model),
+                    color=looks[model].colour,
+                    marker=looks[model].marker,
                     markersize=3,
                     dashes=dashes,
                     label=model if column == "heldout_bound" else None,
@@ -157,7 +179,7 @@ def learning_curves(histories, style: dict):
     return fig
 
 
-def bound_vs_k(evaluation, style: dict):
+def bound_vs_k(evaluation, looks: dict[str, Look], style: dict):
     """Test IWAE bound against k (log scale) for every model; the largest k is the
     log-likelihood estimate. Error bars: one standard error over test images."""
     sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
@@ -176,15 +198,15 @@ def bound_vs_k(evaluation, style: dict):
     width = style.get("panel_size", 2.6) + 1.6
     fig, axes = plt.subplots(1, len(archs), figsize=(width * len(archs), width), squeeze=False)
     for ax, arch in zip(axes[0], archs, strict=True):
-        models = model_order(row["model"] for row in rows if row["arch"] == arch)
+        models = model_order((row["model"] for row in rows if row["arch"] == arch), looks)
         for model in models:
             points = [row for row in rows if row["model"] == model]
             ax.errorbar(
                 [p["k"] for p in points],
                 [p["bound"] for p in points],
                 yerr=[p["se"] for p in points],
-                color=model_colour(model),
-                marker=model_marker(model),
+                color=looks[model].colour,
+                marker=looks[model].marker,
                 capsize=2,
                 label=model,
             )
@@ -200,6 +222,16 @@ def bound_vs_k(evaluation, style: dict):
     return fig
 
 
+def training_figures(evaluation, histories, style: dict):
+    """The learning curves and the bound against k of the models as trained from the first
+    seed (the other seeds' numbers are in the tables), from the evaluation table and the
+    histories in long form."""
+    table = evaluation[evaluation.model == evaluation.base_model]
+    histories = histories[histories.model.isin(table.model)]
+    looks = model_looks(table)
+    return learning_curves(histories, looks, style), bound_vs_k(table, looks, style)
+
+
 # The four quantities of the marginal figure, in colours no model uses.
 MARGINAL_QUANTITIES = [
     ("L_VAE[q]", "$L_{VAE}[q]$", "#7b3294"),
@@ -210,7 +242,7 @@ MARGINAL_QUANTITIES = [
 IMAGE_DASHES = [(), (4, 2), (1, 1.5), (6, 2, 1, 2)]
 
 
-def marginal_bounds(table, style: dict):
+def marginal_bounds(table, looks: dict[str, Look], style: dict):
     """One panel per case: the four quantities against k (log scale) with one-standard-error
     bars; a last panel: KL(q_IW marginal || posterior) against k for every case, in the
     model's colour (the synthetic target black; test images told apart by dashes)."""
@@ -248,8 +280,8 @@ def marginal_bounds(table, style: dict):
             frame.k,
             frame["KL(q_IW marginal || posterior)"],
             yerr=frame["KL_se"],
-            color="black" if synthetic else model_colour(case),
-            marker="o" if synthetic else model_marker(case),
+            color="black" if synthetic else looks[case].colour,
+            marker="o" if synthetic else looks[case].marker,
             markersize=3,
             capsize=2,
             dashes=dashes,
@@ -325,7 +357,7 @@ def mass_box(x_axis, y_axis, log_density, mass: float = 0.99, margin: float = 0.
     ]
 
 
-def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict):
+def digit_posterior_panels(digits: list[dict], ks: list[int], title: str, style: dict):
     """Rows: test digits. Columns: the binarised digit, its true posterior p(z|x) (grid,
     normalised by quadrature), then q_IW for each k (k = 1 is q). Each density panel on its
     own colour scale; every panel of a row zoomed to where its posterior lies."""
@@ -368,7 +400,7 @@ def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict)
     return fig
 
 
-def latent_space(
+def latent_space_panels(
     means: np.ndarray,
     labels: np.ndarray,
     manifold: np.ndarray,
@@ -420,6 +452,12 @@ def latent_space(
     return fig
 
 
+def gaussian_density(z: np.ndarray, mean: float, logvar: float) -> np.ndarray:
+    return np.exp(-0.5 * (z - mean) ** 2 / math.exp(logvar)) / math.sqrt(
+        2 * math.pi * math.exp(logvar)
+    )
+
+
 def appendix_1d(arrays: dict[str, np.ndarray], style: dict):
     """The paper's appendix figure: rows SVI (q fitted by the ELBO) and W-SVI (q fitted by
     the k-sample IWAE bound); columns k. Histogram of q_IW samples over the true density
@@ -459,7 +497,7 @@ def appendix_1d(arrays: dict[str, np.ndarray], style: dict):
     return fig
 
 
-def exact_loglik(per_image, panels: list[dict], style: dict):
+def exact_loglik_panels(per_image, panels: list[dict], style: dict):
     """One row per 2D model. First: histogram over test images of log p(x) (quadrature)
     minus the k-sample estimate (log-scale counts), with dashed marks at -1 and 1 nat.
     Then, for the images where that difference is largest: the binarised digit, and its

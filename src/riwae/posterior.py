@@ -1,4 +1,5 @@
-"""q_IW on a grid against the true posterior of a synthetic 2D target (the paper's Figure 1)."""
+"""q_IW on a grid against the true posterior: of the paper's synthetic 2D target (its Figure 1),
+and of real digits under a trained 2D model."""
 
 import math
 
@@ -6,9 +7,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from riwae.grid import Grid2D, fitted_grid
+from riwae.data import chosen_images
+from riwae.grid import Grid2D, fitted_grid, square_grid
+from riwae.numeric import POSTERIOR_DRAWS, in_chunks
 from riwae.qiw import marginal_log_density
-from riwae.targets import DiagGaussian, GaussianMixtureTarget, ModelPosterior
+from riwae.targets import DiagGaussian, GaussianMixtureTarget, ModelPosterior, cremer2d_target
 
 
 def other_log_weights(
@@ -18,17 +21,16 @@ def other_log_weights(
     sample_sets: int,
     generator: torch.Generator,
     others: int | None = None,
-    chunk_samples: int = 2**13,
+    chunk_samples: int = POSTERIOR_DRAWS,
 ) -> torch.Tensor:
     """Log-weights of the other samples in the marginal q_IW's expectation: ``[sample_sets,
     others]``, others = k - 1 by default (pass k for the original figure code's density).
     ``target`` has ``log_joint(z)``; draws are weighted in chunks of at most
     ``chunk_samples``, so a decoder's memory stays bounded."""
     others = k - 1 if others is None else others
-    sets_per_chunk = max(1, chunk_samples // max(others, 1))
     log_w = []
-    for start in range(0, sample_sets, sets_per_chunk):
-        z = proposal.sample((min(sets_per_chunk, sample_sets - start), others), generator)
+    for start, stop in in_chunks(sample_sets, others, chunk_samples):
+        z = proposal.sample((stop - start, others), generator)
         log_w.append(target.log_joint(z) - proposal.log_prob(z))
     return torch.cat(log_w)
 
@@ -80,6 +82,23 @@ def qiw_grid_arrays(
     return arrays
 
 
+def synthetic_posterior_grid(settings: dict, seed: int):
+    """Figure 1's ``synthetic_posterior`` of the paper's synthetic 2D target
+    (``cremer2d_target``) on a square grid; ``settings``: the config's ``posterior``
+    section."""
+    target, proposal = cremer2d_target()
+    grid = square_grid(settings["grid_limit"], settings["grid_size"])
+    return synthetic_posterior(
+        target,
+        proposal,
+        grid,
+        settings["figure_k"],
+        settings["distance_k"],
+        settings["sample_sets"],
+        seed,
+    )
+
+
 def synthetic_posterior(
     target: GaussianMixtureTarget,
     proposal: DiagGaussian,
@@ -126,39 +145,43 @@ def synthetic_posterior(
     return arrays, pd.DataFrame(rows)
 
 
-def digit_posterior_arrays(
-    model,
-    images: torch.Tensor,
-    indices: list[int],
-    ks: list[int],
-    grid_limit: float,
-    grid_size: int,
-    sample_sets: int,
-    generator: torch.Generator,
-) -> list[dict]:
-    """For each binarised test image (float64): ``qiw_grid_arrays`` of its posterior under a
-    2D model, on a grid fitted to where the posterior and q have mass, with the image."""
-    digits = []
-    for index, x in zip(indices, images, strict=True):
+def fitted_posteriors(model, images: torch.Tensor, grid_limit: float, grid_size: int, **fit):
+    """For each binarised image (``[images, pixels]``, float64) under a 2D model: its
+    posterior (``ModelPosterior``), q, and a ``grid_size`` x ``grid_size`` grid within
+    [-grid_limit, grid_limit]^2 fitted to where the posterior and q matter (``fitted_grid``,
+    which takes ``fit``)."""
+    for x in images:
         posterior = ModelPosterior(model, x)
         q = posterior.proposal()
-        # Zoomed to where the densities are within 12 nats of their peaks: the figure's view.
-        grid = fitted_grid([posterior.log_joint, q.log_prob], grid_limit, grid_size, log_ratio=12.0)
-        arrays = qiw_grid_arrays(posterior, q, grid, ks, sample_sets, generator)
-        digits.append({**arrays, "image": x.reshape(28, 28).numpy(), "index": index})
-    return digits
+        yield (
+            posterior,
+            q,
+            fitted_grid([posterior.log_joint, q.log_prob], grid_limit, grid_size, **fit),
+        )
 
 
-def flatten_digits(digits: list[dict]) -> dict[str, np.ndarray]:
-    """Per-digit arrays as one flat dict for ``np.savez`` (keys ``d{i}/{name}``)."""
-    return {
-        f"d{i}/{name}": np.asarray(value) for i, d in enumerate(digits) for name, value in d.items()
-    }
-
-
-def unflatten_digits(arrays) -> list[dict]:
-    digits: dict[int, dict] = {}
-    for key in arrays:
-        prefix, name = key.split("/", 1)
-        digits.setdefault(int(prefix[1:]), {})[name] = arrays[key]
-    return [digits[i] for i in sorted(digits)]
+def digit_posterior_arrays(model, test: torch.Tensor, ks: list[int], settings: dict, seed: int):
+    """For test digits chosen by ``seed`` (``riwae.data.chosen_images``) of the binarised test
+    set: ``qiw_grid_arrays`` of each one's posterior under a 2D model, in float64, on a grid
+    fitted to where the posterior and q have mass, with the image and its index.
+    ``settings``: the ``posterior_*`` settings of the config's ``figures`` section."""
+    indices = chosen_images(settings["posterior_digits"], len(test), seed)
+    images = test[indices].double()
+    generator = torch.Generator().manual_seed(seed)
+    # Zoomed to where the densities are within 12 nats of their peaks: the figure's view.
+    posteriors = fitted_posteriors(
+        model.double(),
+        images,
+        settings["posterior_grid_limit"],
+        settings["posterior_grid_size"],
+        log_ratio=12.0,
+    )
+    sets = settings["posterior_sample_sets"]
+    return [
+        {
+            **qiw_grid_arrays(posterior, q, grid, ks, sets, generator),
+            "image": x.reshape(28, 28).numpy(),
+            "index": index,
+        }
+        for (posterior, q, grid), x, index in zip(posteriors, images, indices, strict=True)
+    ]

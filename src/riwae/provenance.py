@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from riwae.io import load_torch, sha256_file
+from riwae.io import sha256_file, verify_artifacts
+from riwae.spec import training_device
 
 
 def git_state(root: str | Path = ".") -> dict:
@@ -53,7 +54,7 @@ def stage_times(benchmark_dir: str | Path) -> dict[str, float]:
 
 
 def training_devices(model_paths) -> dict[str, str]:
-    return {Path(path).parent.name: load_torch(path)["device"] for path in model_paths}
+    return {Path(path).parent.name: training_device(path) for path in model_paths}
 
 
 def is_timing(path: str | Path) -> bool:
@@ -67,10 +68,14 @@ def is_timing(path: str | Path) -> bool:
 def build_manifest(
     config: dict, run_dir: str | Path, data_path: str | Path, model_paths, artifacts
 ) -> dict:
-    """Everything a stranger needs to see what produced this run's artifacts."""
+    """Everything a stranger needs to see what produced this run's artifacts. Every artifact
+    is checked against the hash recorded when it was written (``riwae.io.verify_artifacts``),
+    so a file edited since never enters the manifest as the pipeline's; Snakemake's own
+    benchmark files, which record wall times only, are hashed as they are."""
     config_text = json.dumps(config, sort_keys=True)
     benchmarks = map(str, (Path(run_dir) / "benchmarks").rglob("*.tsv"))
-    hashes = {str(path): sha256_file(path) for path in sorted({*map(str, artifacts), *benchmarks})}
+    hashes = verify_artifacts(sorted(set(map(str, artifacts))))
+    hashes = dict(sorted({**hashes, **{path: sha256_file(path) for path in benchmarks}}.items()))
     return {
         "run": config["run"],
         "git": git_state(),

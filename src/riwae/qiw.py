@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from riwae.numeric import GRID_VALUES, in_chunks
+
 
 def sir_index(log_w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Algorithm 1's categorical pick: for each column of ``log_w [k, batch]`` draw an index
@@ -44,7 +46,7 @@ def marginal_log_density(
     log_q: torch.Tensor,
     log_w_others: torch.Tensor,
     k: int,
-    chunk_elements: int = 2**24,
+    chunk_elements: int = GRID_VALUES,
 ) -> torch.Tensor:
     """Monte Carlo log q_IW(z|x) at points z (e.g. a grid), from the paper's expectation
 
@@ -59,11 +61,10 @@ def marginal_log_density(
     n, points = log_w_others.shape[0], log_joint.shape[0]
     log_sum_others = torch.logsumexp(log_w_others, dim=1)  # -inf when m = 0 (k = 1: q_IW = q)
     log_w = log_joint - log_q
-    sets_per_chunk = max(1, chunk_elements // max(points, 1))
     chunk_sums = [
         torch.logsumexp(
             log_joint + math.log(k) - torch.logaddexp(log_w[None, :], part[:, None]), dim=0
         )
-        for part in log_sum_others.split(sets_per_chunk)
+        for part in (log_sum_others[a:b] for a, b in in_chunks(n, points, chunk_elements))
     ]
     return torch.logsumexp(torch.stack(chunk_sums), dim=0) - math.log(n)

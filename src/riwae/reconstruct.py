@@ -2,12 +2,15 @@
 and the 2D latent space of a model."""
 
 import numpy as np
+import pandas as pd
 import torch
 
 from riwae.bounds import bernoulli_log_likelihood, sample_gaussian
-from riwae.checks import mean_and_se
+from riwae.data import chosen_images
 from riwae.models import VAE
+from riwae.numeric import mean_and_se
 from riwae.qiw import sir_sample
+from riwae.tables import reconstruction_over_seeds
 
 
 @torch.no_grad()
@@ -58,6 +61,40 @@ def reconstruction_metric(
         row("q_IW", log_lik["q_IW"], error["q_IW"]),
         row("q_IW - q", log_lik["q_IW"] - log_lik["q"], error["q_IW"] - error["q"]),
     ]
+
+
+def reconstructions(models: dict, test: torch.Tensor, settings: dict, seed: int):
+    """C2 for every 2D model of ``models`` (``riwae.spec.ModelSpec`` -> model) on the binarised
+    test set: the reconstruction metric (``reconstruction_metric``, one row per model and
+    source, with the model's ``base_model`` and ``seed``), the same as means over each
+    model's seeds (``riwae.tables.reconstruction_over_seeds``), and Figure 2's arrays: real
+    digits and decodes of draws from q and from q_IW under ``reconstruction_model``.
+    ``settings``: the ``reconstruction_*`` and ``metric_draws`` settings of the config's
+    ``figures`` section."""
+    k = settings["reconstruction_k"]
+    indices = torch.tensor(chosen_images(settings["reconstruction_digits"], len(test), seed))
+    rows, figure_arrays = [], {}
+    for spec, model in models.items():
+        numbers = reconstruction_metric(model, test, k, settings["metric_draws"], seed)
+        trained = {"base_model": spec.base_name, "seed": spec.settings.seed}
+        rows += [
+            {"model": spec.name, **trained, "k": k, "test_images": len(test), **row}
+            for row in numbers
+        ]
+        if spec.name == settings["reconstruction_model"]:
+            generator = torch.Generator().manual_seed(seed)
+            z_q, z_qiw = q_and_qiw_draws(
+                model, test[indices], settings["reconstruction_draws"], k, generator
+            )
+            figure_arrays = {
+                "real": test[indices].reshape(-1, 28, 28).numpy(),
+                "from_q": decode_means(model, z_q).transpose(0, 1).numpy(),
+                "from_qiw": decode_means(model, z_qiw).transpose(0, 1).numpy(),
+                "indices": indices.numpy(),
+                "model": np.array(spec.name),
+            }
+    table = pd.DataFrame(rows)
+    return table, reconstruction_over_seeds(table), figure_arrays
 
 
 @torch.no_grad()

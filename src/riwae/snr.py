@@ -20,6 +20,7 @@ import torch
 
 from riwae.bounds import Members, Objective
 from riwae.models import VAE, StackedVAE
+from riwae.numeric import in_chunks
 
 
 def repeat_seed(seed: int, draws: int, repeat: int) -> int:
@@ -53,12 +54,10 @@ def repeat_gradients(
         ]
     )  # [copies, draws, images, latent_dim]
     with torch.enable_grad():
-        for start in range(0, len(x), image_chunk):
-            images = x[start : start + image_chunk]
+        for start, stop in in_chunks(len(x), 1, image_chunk):
+            images = x[start:stop]
             _, surrogate = stack.bounds(
-                images.expand(copies, *images.shape),
-                eps[:, :, start : start + image_chunk],
-                members,
+                images.expand(copies, *images.shape), eps[:, :, start:stop], members
             )
             (surrogate.sum() / len(x)).backward()
     grads = {"encoder": [], "decoder": []}
@@ -178,9 +177,8 @@ def gradient_snr(
         per_image = spec.draws
         image_chunk = min(len(x), max(1, max_draws // per_image))
         copies = max(1, min(max_copies, max_draws // (per_image * len(x))))
-        for start in range(0, len(seeds), copies):
-            chunk = seeds[start : start + copies]
-            yield repeat_gradients(model, x, spec, estimator, chunk, image_chunk)
+        for start, stop in in_chunks(len(seeds), 1, copies):
+            yield repeat_gradients(model, x, spec, estimator, seeds[start:stop], image_chunk)
 
     table = snr_table(chunks, ks, objective, estimator, m, beta, repeats, seed)
     return table.assign(images=len(x))

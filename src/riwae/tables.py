@@ -1,33 +1,45 @@
 """Tables that combine the evaluations of every trained model."""
 
-import json
-
 import numpy as np
 import pandas as pd
 
-from riwae.evaluate import BURDA_TABLE1
-from riwae.train import model_name
+from riwae.html_tables import frame_page, markdown_page
+from riwae.models import architecture
 
+# Burda et al. (2016), Table 1: MNIST test NLL (their k = 5000 estimate) of their models of
+# one and two stochastic layers, trained for 3280 epochs, at k = 1, 5 and 50.
 BURDA_EPOCHS = 3280
+BURDA_KS = (1, 5, 50)
+BURDA_NLL = {
+    (1, "vae"): (86.76, 86.47, 86.35),
+    (1, "iwae"): (86.76, 85.54, 84.78),
+    (2, "vae"): (85.33, 85.01, 84.78),
+    (2, "iwae"): (85.33, 83.89, 82.90),
+}
+BURDA_TABLE1 = [
+    {"layers": layers, "objective": objective, "k": k, "nll": nll}
+    for (layers, objective), nlls in BURDA_NLL.items()
+    for k, nll in zip(BURDA_KS, nlls, strict=True)
+]
 
 
-def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluation_table(records, histories, specs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per trained model, every seed's apart (its settings, ``base_model``: its name
     without the seed suffix, epochs run and test numbers), and every model's history in long
-    form. (Wall times are in ``training_times``, apart from the results, so that identical
-    runs give identical result files.)"""
-    rows, histories, per_image = [], [], {}
-    for eval_path, history_path in zip(eval_paths, history_paths, strict=True):
-        result = json.loads(open(eval_path).read())
+    form; from each model's evaluation record (``eval.json``), history and spec
+    (``riwae.spec.ModelSpec``). (Wall times are in ``training_times``, apart from the
+    results, so that identical runs give identical result files.)"""
+    rows, long_histories, per_image = [], [], {}
+    for record, history, spec in zip(records, histories, specs, strict=True):
+        result = dict(record)
         result.pop("posterior_mean_variances")
         for key in ("active_units_per_layer", "latent_dims"):  # "43+7": one cell per model
             result[key] = "+".join(str(n) for n in result[key])
         per_image[result["model"]] = np.array(result.pop("log_likelihood_per_image"))
-        result["base_model"] = model_name(result)
-        history = pd.read_csv(history_path)
+        result["base_model"] = spec.base_name
         result["epochs_run"] = len(history)
         rows.append(result)
-        histories.append(history.assign(model=result["model"]))
+        long_histories.append(history.assign(model=result["model"]))
     table = pd.DataFrame(rows)
     # Each model against the k = 1 model of its architecture and seed on the same test images:
     # the paired difference has a much smaller standard error than either mean.
@@ -37,14 +49,14 @@ def evaluation_table(eval_paths, history_paths) -> tuple[pd.DataFrame, pd.DataFr
             diff = per_image[row.model] - per_image[base.iloc[0]]
             table.loc[row.Index, "ll_gain_vs_k1"] = diff.mean()
             table.loc[row.Index, "ll_gain_vs_k1_se"] = diff.std(ddof=1) / np.sqrt(len(diff))
-    return table, pd.concat(histories, ignore_index=True)
+    return table, pd.concat(long_histories, ignore_index=True)
 
 
-def training_times(models, timing_paths) -> pd.DataFrame:
-    """Wall time of each model's training: its group's seconds, shared by the group's models."""
+def training_times(models, timings) -> pd.DataFrame:
+    """Wall time of each model's training: its group's seconds (``timings``, each model's
+    ``timing.csv``), shared by the group's models."""
     rows = []
-    for model, path in zip(models, timing_paths, strict=True):
-        timing = pd.read_csv(path)
+    for model, timing in zip(models, timings, strict=True):
         rows.append(
             {
                 "model": model,
@@ -86,9 +98,11 @@ def burda_comparison(evaluation: pd.DataFrame) -> pd.DataFrame:
     The k = 1 model stands for both objectives, as VAE and IWAE coincide at k = 1.
     """
     plain = evaluation[evaluation.estimator == "reparam"]
+    # Stochastic layers of Burda et al.'s architectures; 0 for the others.
+    layers = plain.arch.map(lambda a: architecture(a).layers * architecture(a).burda_table1)
     rows = []
     for reference in BURDA_TABLE1:
-        ours = plain[plain.arch == f"burda{reference['layers']}"]
+        ours = plain[layers == reference["layers"]]
         match = ours[
             (ours.k == reference["k"])
             & ((ours.objective == reference["objective"]) | (ours.k == 1))
@@ -178,13 +192,14 @@ def spread(x_axis: np.ndarray, y_axis: np.ndarray, log_density: np.ndarray) -> f
     return float(np.sqrt(max(cxx * cyy - cxy**2, 0.0)))
 
 
-def estimator_comparison(evaluation: pd.DataFrame, reconstruction, posteriors) -> pd.DataFrame:
+def estimator_table(evaluation: pd.DataFrame, reconstruction, posteriors) -> pd.DataFrame:
     """Models that differ only in their gradient estimator, side by side, on what the paper is
     about: the gap L_IWAE[q] - L_VAE[q] (how much the bound gains over q's own ELBO), and for 2D
     models how wide q is against the true posterior (the ratio of their one-sigma areas, the
     geometric mean over the digits of ``posteriors``: model -> unflattened digit arrays) and
     how much decoding q_IW draws instead of q draws raises log p(x|z) (``reconstruction``,
-    the reconstruction metric's table). Each model as trained from the first seed."""
+    the reconstruction metric's table; None in a run without 2D models). Each model as
+    trained from the first seed."""
     table = evaluation[evaluation.model == evaluation.base_model]  # the first seed's models
     keys = ["arch", "objective", "k"]
     compared = table.groupby(keys).estimator.transform("nunique") > 1
@@ -209,7 +224,11 @@ def estimator_comparison(evaluation: pd.DataFrame, reconstruction, posteriors) -
                 for d in posteriors[r.model]
             ]
             row["q_area_over_posterior"] = float(np.exp(np.mean(np.log(ratios))))
-        metric = reconstruction[reconstruction.model == r.model].set_index("source")
+        metric = (
+            reconstruction[reconstruction.model == r.model].set_index("source")
+            if reconstruction is not None
+            else ()
+        )
         if len(metric):
             row["qiw_reconstruction_gain"] = (
                 metric.log_p_x_given_z["q_IW"] - metric.log_p_x_given_z["q"]
@@ -237,3 +256,23 @@ def estimator_markdown(table: pd.DataFrame) -> str:
         cells = [f"{r[key]:.2f}" if isinstance(r[key], float) else str(r[key]) for key in shown]
         lines.append("| " + " | ".join(cells).replace("nan", "") + " |")
     return "\n".join(lines) + "\n"
+
+
+def evaluation_tables(records, histories, timings, specs) -> dict:
+    """Every table of the evaluation stage, by output: every model on the test set (CSV and
+    HTML), Burda et al.'s Table 1 beside ours (CSV, markdown, HTML), the histories in long
+    form and the training times; from each model's evaluation record, history, timing and
+    spec."""
+    table, long_histories = evaluation_table(records, histories, specs)
+    comparison = burda_comparison(table)
+    markdown = burda_markdown(comparison)
+    title = "Our burda1 and burda2 models beside Burda et al.'s Table 1 (test NLL)"
+    return {
+        "evaluation": table,
+        "evaluation_html": frame_page(table, "Every model on the test set"),
+        "burda": comparison,
+        "burda_markdown": markdown,
+        "burda_html": markdown_page(markdown, title),
+        "history": long_histories,
+        "training_times": training_times([spec.name for spec in specs], timings),
+    }

@@ -1,8 +1,10 @@
-"""Synthetic posteriors with known densities: the paper's 2D target and its fixed q."""
+"""Posteriors as functions of z: synthetic ones with known densities (the paper's 2D target
+and its fixed q), and a trained model's posterior of real images."""
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from riwae.bounds import (
     bernoulli_log_likelihood,
@@ -62,19 +64,47 @@ def cremer2d_target(dtype=torch.float64) -> tuple[GaussianMixtureTarget, DiagGau
 
 @dataclass(frozen=True)
 class ModelPosterior:
-    """The posterior of a trained model for one binarised image x, as a function of z:
-    log p(x, z) = log N(z; 0, I) + log p(x | z), with the model's q(z|x) as proposal."""
+    """The posterior of a trained model of one stochastic layer given binarised images x, as
+    a function of z: log p(x, z) = log N(z; 0, I) + log p(x | z), with the model's q(z|x) as
+    proposal. One class for one image (``x``: ``[pixels]``) and for many (``[images,
+    pixels]``, or any leading dims that broadcast against z's).
+
+    A model of several stochastic layers is refused: its log p(x, z) has a term for every
+    layer (``riwae.models.StochasticLayers.log_joint``), and its joint latent is no plane."""
 
     model: torch.nn.Module  # a riwae.models.VAE
-    x: torch.Tensor  # [pixels]
+    x: torch.Tensor  # [..., pixels]
+
+    def __post_init__(self):
+        layers = self.model.arch.layers
+        if layers != 1:
+            raise ValueError(
+                f"ModelPosterior is the posterior of a model of one stochastic layer, and "
+                f"{self.model.arch_name} has {layers}; use its log_weights for its bounds."
+            )
 
     @torch.no_grad()
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
+        """At latents ``z`` ``[..., dim]``, against ``x`` broadcast over z's leading dims."""
         return standard_normal_log_density(z) + bernoulli_log_likelihood(
             self.model.decoder(z), self.x
         )
 
     @torch.no_grad()
+    def on_shared_points(self, z: torch.Tensor) -> torch.Tensor:
+        """At the same points ``z`` ``[points, dim]`` for every image of ``x`` ``[images,
+        pixels]``: ``[images, points]``. One decoder pass for all images: log p(x|z) =
+        x . logits - sum softplus(logits)."""
+        logits = self.model.decoder(z)
+        return self.x @ logits.T - F.softplus(logits).sum(-1) + standard_normal_log_density(z)
+
+    def on_points(self, z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """At each image's own points ``z`` ``[len(images), points, dim]`` (``images``:
+        indices into ``x``): ``[len(images), points]``."""
+        return ModelPosterior(self.model, self.x[images, None, :]).log_joint(z)
+
+    @torch.no_grad()
     def proposal(self) -> DiagGaussian:
+        """q(z|x), its mean and log variance ``[..., dim]``."""
         mean, logvar = self.model.encoder(self.x)
         return DiagGaussian(mean, logvar)

@@ -41,7 +41,7 @@ class TrainSettings:
     batch_size: int
     lr: float
     adam_eps: float
-    schedule: str  # constant | burda
+    schedule: str  # constant | burda | burda-code
     epochs: int  # constant schedule: number of epochs
     stages: int  # burda schedule: stage i runs 3^(i-1) epochs at lr * 10^(-(i-1)/7)
     seed: int
@@ -73,9 +73,27 @@ class TrainSettings:
         }
 
     @property
+    def base_name(self) -> str:
+        """``<arch>-<objective>-k<k>``, with the objective's hyper-parameters before k
+        (``-b<beta>`` for ciwae, ``-m<m>`` for miwae and piwae) and ``-<estimator>`` when it is
+        not the plain one: ``burda1-iwae-k50``, ``burda1-miwae-m8-k8-dreg``,
+        ``burda1-ciwae-b0.05-k64``. beta is written in positional notation, as short as its
+        value allows (0.00001, not 1e-05), so names hold only letters, digits, '.' and '-'.
+        Made from the fields, never parsed back (``riwae.spec.ModelSpec`` adds the seed)."""
+        parts = [self.arch, self.objective]
+        if self.beta is not None:
+            parts.append("b" + np.format_float_positional(self.beta, trim="-"))
+        if self.m is not None:
+            parts.append(f"m{self.m}")
+        parts.append(f"k{self.k}")
+        if self.estimator != "reparam":
+            parts.append(self.estimator)
+        return "-".join(parts)
+
+    @property
     def name(self) -> str:
         """The model and its training seed, for messages."""
-        return f"{model_name(self.as_dict())} (seed {self.seed})"
+        return f"{self.base_name} (seed {self.seed})"
 
     def learning_rates(self) -> list[float]:
         """The learning rate of every epoch."""
@@ -128,71 +146,6 @@ class Group:
             draws = [torch.cat([d, d.new_zeros((most - len(d), *shape))]) for d in draws]
         eps = draws[0][None] if len(draws) == 1 else torch.stack(draws)
         return stack.bounds(x, eps, self.objectives)
-
-
-def model_name(spec: dict) -> str:
-    """``<arch>-<objective>-k<k>``, with the objective's hyper-parameters before k
-    (``-b<beta>`` for ciwae, ``-m<m>`` for miwae and piwae) and ``-<estimator>`` when it is
-    not the plain one: ``burda1-iwae-k50``, ``burda1-miwae-m8-k8-dreg``,
-    ``burda1-ciwae-b0.05-k64``. beta is written in positional notation, as short as its
-    value allows (0.00001, not 1e-05), so names hold only letters, digits, '.' and '-'."""
-    parts = [spec["arch"], spec["objective"]]
-    if spec.get("beta") is not None:
-        parts.append("b" + np.format_float_positional(float(spec["beta"]), trim="-"))
-    if spec.get("m") is not None:
-        parts.append(f"m{spec['m']}")
-    parts.append(f"k{spec['k']}")
-    estimator = spec.get("estimator", "reparam")
-    if estimator != "reparam":
-        parts.append(estimator)
-    return "-".join(parts)
-
-
-def model_replicates(specs: list[dict], seeds: list[int]) -> list[dict]:
-    """Every model to train: each of ``specs`` (the config's ``models`` entries) once per
-    training seed, with its ``seed`` and ``name``: ``model_name(spec)`` for the first seed
-    (the model every figure and check uses), ``<that>-seed<s>`` for the others."""
-    return [
-        {**spec, "seed": seed, "name": model_name(spec) + (f"-seed{seed}" if i else "")}
-        for spec in specs
-        for i, seed in enumerate(seeds)
-    ]
-
-
-def replicate_settings(replicate: dict, training: dict) -> dict:
-    """The ``TrainSettings`` fields of one of ``model_replicates``, given the config's
-    ``training`` section: everything that determines the trained model."""
-    spec = {key: value for key, value in replicate.items() if key not in ("name", "seed")}
-    return {**spec, **training[spec["arch"]], "seed": replicate["seed"]}
-
-
-def group_models(replicates: list[dict], policy: str, device: str) -> dict[str, list[str]]:
-    """Model names by training group (``replicates``: from ``model_replicates``).
-
-    ``model``: every model alone; ``k``: models of one architecture and draws per image
-    (k, or m x k for MIWAE and PIWAE); ``arch``: all models of one architecture, fewer draws
-    padded to the most. Measured on a 2-core CPU
-    (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
-    2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
-    small step's cost is its kernel launches, so ``auto`` is ``arch`` with ``device: cuda``.
-    A model's seeds differ only in their draws, so on a GPU they stack too.
-
-    Decided from the config alone (``device``, not the machine): the groups name the rules,
-    and every machine that reads the workflow (a cluster's compute node too) must find the
-    same ones. So ``device: auto`` groups as the CPU does.
-    """
-    if policy == "auto":
-        policy = "arch" if device == "cuda" else "model"
-    keys = {
-        "model": lambda spec: spec["name"],
-        # The draws per image: k, or m x k for MIWAE and PIWAE.
-        "k": lambda spec: f"{spec['arch']}-k{spec['k'] * (spec.get('m') or 1)}",
-        "arch": lambda spec: spec["arch"],
-    }
-    groups: dict[str, list[str]] = {}
-    for spec in replicates:
-        groups.setdefault(keys[policy](spec), []).append(spec["name"])
-    return groups
 
 
 def check_group(members: list[TrainSettings]) -> None:
@@ -393,29 +346,3 @@ def train_group(
         models_in_group=len(members)
     )
     return models, [pd.DataFrame(rows) for rows in histories], timing_frame
-
-
-def train_model(settings: TrainSettings, *args, **kwargs) -> tuple[VAE, pd.DataFrame]:
-    """Train one model: a group of one."""
-    models, histories, _ = train_group([settings], *args, **kwargs)
-    return models[0], histories[0]
-
-
-def save_model(path: str | Path, model: VAE, settings: TrainSettings, device: torch.device):
-    # Plain content only (tensors, strings, numbers, dicts), so it loads with weights_only.
-    save_torch(
-        path,
-        {
-            "arch": model.arch_name,
-            "settings": settings.as_dict(),
-            "device": str(device),
-            "model": dict(model.state_dict()),
-        },
-    )
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
-    state = load_torch(path, device, fix="delete it and run snakemake again to retrain the model")
-    model = VAE(state["arch"]).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval(), state

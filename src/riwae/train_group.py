@@ -19,7 +19,7 @@ import yaml
 
 from riwae import stages
 from riwae.config import DEFAULT_CONFIG, merge
-from riwae.train import group_models, model_replicates, replicate_settings
+from riwae.spec import model_specs, training_groups
 
 
 def read_config(paths: list[str]) -> dict:
@@ -32,18 +32,18 @@ def read_config(paths: list[str]) -> dict:
 
 def group_job(config: dict, group: str) -> dict:
     """The keyword arguments of ``stages.train`` for ``group``, as the rule passes them."""
-    replicates = model_replicates(config["models"], config["seeds"])
-    groups = group_models(replicates, config["training_groups"], config["device"])
+    specs = model_specs(config)
+    groups = training_groups(specs, config["training_groups"], config["device"])
     if group not in groups:
         raise SystemExit(f"No training group {group!r} here; the groups are {', '.join(groups)}.")
-    members = [spec for spec in replicates if spec["name"] in groups[group]]
+    members = [spec for spec in specs if spec.name in groups[group]]
     run = f"results/{config['run']}"
     return {
         "mnist": "resources/mnist.npz",
-        "models": [f"{run}/models/{m['name']}/model.pt" for m in members],
-        "histories": [f"{run}/models/{m['name']}/history.csv" for m in members],
-        "timings": [f"{run}/models/{m['name']}/timing.csv" for m in members],
-        "settings": [replicate_settings(m, config["training"]) for m in members],
+        "models": [f"{run}/models/{m.name}/model.pt" for m in members],
+        "histories": [f"{run}/models/{m.name}/history.csv" for m in members],
+        "timings": [f"{run}/models/{m.name}/timing.csv" for m in members],
+        "settings": [m.settings.as_dict() for m in members],
         "checkpoint": f"{run}/checkpoints/{group}.pt",
         "device": config["device"],
         "gpu_locks": f"{run}/locks",

@@ -19,7 +19,7 @@ from riwae.config import (
 )
 from riwae.io import UserError, hold_run_lock
 from riwae.device import tf32_override_problem, uses_gpu, visible_gpu_memory
-from riwae.train import group_models, model_name, model_replicates, replicate_settings
+from riwae.spec import model_specs, training_groups
 
 
 def run_name():
@@ -55,14 +55,6 @@ config.update(ordered)
 RUN = f"results/{config['run']}"
 
 
-# The models of the config, each trained from the first of `seeds`: every figure and check
-# uses these. REPLICATES adds every model's other seeds (<model>-seed<s>), which training,
-# evaluation, the Burda table and the reconstruction metric use too.
-MODELS = [model_name(spec) for spec in config["models"]]
-MODELS_2D = [model_name(s) for s in config["models"] if s["arch"] == "cremer2d"]
-REPLICATE_SPECS = model_replicates(config["models"], config["seeds"])
-REPLICATES = [spec["name"] for spec in REPLICATE_SPECS]
-REPLICATES_2D = [s["name"] for s in REPLICATE_SPECS if s["arch"] == "cremer2d"]
 for arch in sorted(
     {spec["arch"] for spec in config["models"]} - set(config["training"])
 ):
@@ -71,24 +63,80 @@ for arch in sorted(
         f"uses; add training.{arch}."
     )
 
+# Every model of the run from each of `seeds` (riwae.spec.ModelSpec): training, evaluation,
+# the Burda table and the reconstruction metric use them all. MODELS are those of the first
+# seed, which keep the plain name: every figure and check uses these. A model is 2D when its
+# architecture is (one stochastic layer of two units), whatever its name.
+REPLICATES = model_specs(config)
+MODELS = [spec for spec in REPLICATES if spec.first_seed]
+REPLICATES_2D = [spec for spec in REPLICATES if spec.architecture.is_2d]
+MODELS_2D = [spec for spec in MODELS if spec.architecture.is_2d]
+SPECS = {spec.name: spec for spec in REPLICATES}
 
-if MODELS_2D and config["figures"]["reconstruction_model"] not in MODELS_2D:
+
+def names(specs):
+    return [spec.name for spec in specs]
+
+
+def as_params(specs):
+    """Specs as params: plain data, which Snakemake compares as text to decide reruns."""
+    return [spec.as_dict() for spec in specs]
+
+
+if MODELS_2D and config["figures"]["reconstruction_model"] not in names(MODELS_2D):
     raise WorkflowError(
         f"Invalid config at figures.reconstruction_model: "
-        f"{config['figures']['reconstruction_model']!r} is not a cremer2d model of models; "
-        f"use one of {', '.join(MODELS_2D)}."
+        f"{config['figures']['reconstruction_model']!r} is not a 2D model of models; "
+        f"use one of {', '.join(names(MODELS_2D))}."
     )
 
 
 def train_settings(name):
     """Everything that determines a trained model: a change reruns its training."""
-    spec = next(s for s in REPLICATE_SPECS if s["name"] == name)
-    return replicate_settings(spec, config["training"])
+    return SPECS[name].settings.as_dict()
 
 
-# Models that train together as one stacked network, by group name (riwae.train.group_models):
+# The values of each wildcard of the rules: every output pattern of a rule expands over
+# them (artifacts() below). A rule with a wildcard of another name needs its values here.
+WILDCARDS = {"model": names(REPLICATES), "model2d": names(MODELS_2D)}
+
+
+# The run's own records, made from every artifact: not artifacts themselves.
+RECORDS = ("manifest", "notebook", "html_report")
+
+
+def artifacts(wildcards=None):
+    """Every file of the run that the rules make: each output under results/<run>/ of each
+    of them but the records, for every value of its wildcards (WILDCARDS). The manifest hashes
+    them, the notebook and the report show them, and `all` asks for them. Derived from the
+    rules when the jobs are planned, after every rule file is read, so a new rule's outputs are
+    here with nothing to list (tests/test_workflow.py checks it)."""
+    files = []
+    for maker in workflow.rules:
+        if maker.name in RECORDS:
+            continue
+        unknown = set(maker.wildcard_names) - set(WILDCARDS)
+        if unknown:
+            raise WorkflowError(
+                f"Rule {maker.name} has the wildcard {unknown.pop()}, whose values are not in "
+                f"WILDCARDS (workflow/rules/common.smk); add them there."
+            )
+        values = {name: WILDCARDS[name] for name in maker.wildcard_names}
+        for pattern in maker.output:
+            if str(pattern).startswith(f"{RUN}/"):
+                files += expand(str(pattern), **values)
+    return files
+
+
+def settings_of(section, *keys):
+    """The settings ``keys`` of the config's ``section``: a stage's params hold only what
+    it reads, so that changing another setting does not rerun it."""
+    return {key: config[section][key] for key in keys}
+
+
+# Models that train together as one stacked network, by group name (riwae.spec.training_groups):
 # from the config alone, so that every machine reading this file finds the same rules.
-GROUPS = group_models(REPLICATE_SPECS, config["training_groups"], config["device"])
+GROUPS = training_groups(REPLICATES, config["training_groups"], config["device"])
 
 # GPU jobs declare gpu=1, so `--resources gpu=N` runs at most N at once, each on a GPU of its
 # own (riwae.device.claim_device); on the CPU they declare none and run side by side.

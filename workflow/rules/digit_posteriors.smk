@@ -13,7 +13,14 @@ rule digit_posteriors:
         f"{RUN}/benchmarks/digit_posteriors_{{model2d}}.tsv"
     threads: config["threads_per_job"]
     params:
-        settings=config["figures"],
+        spec=lambda wildcards: SPECS[wildcards.model2d].as_dict(),
+        settings=settings_of(
+            "figures",
+            "posterior_digits",
+            "posterior_grid_limit",
+            "posterior_grid_size",
+            "posterior_sample_sets",
+        ),
         ks=config["posterior"]["figure_k"],
         seed=config["seed"],
         matmul_precision=MATMUL_PRECISION,

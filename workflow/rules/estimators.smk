@@ -5,7 +5,9 @@ rule estimator_comparison:
     input:
         evaluation=rules.evaluation_tables.output.evaluation,
         reconstruction=rules.reconstruct.output.metric if MODELS_2D else [],
-        posteriors=expand(rules.digit_posteriors.output.arrays, model2d=MODELS_2D),
+        posteriors=expand(
+            rules.digit_posteriors.output.arrays, model2d=names(MODELS_2D)
+        ),
     output:
         table=f"{RUN}/tables/estimators.csv",
         markdown=f"{RUN}/tables/estimators.md",
@@ -20,6 +22,6 @@ rule estimator_comparison:
     benchmark:
         f"{RUN}/benchmarks/estimator_comparison.tsv"
     params:
-        models_2d=MODELS_2D,
+        models_2d=names(MODELS_2D),
     run:
         stages.estimator_comparison(**input, **output, **params, log_file=log[0])

@@ -15,27 +15,21 @@ rule evaluate:
     resources:
         gpu=GPU_JOBS,
     params:
+        spec=lambda wildcards: SPECS[wildcards.model].as_dict(),
         settings=config["evaluation"],
         seed=config["seed"],
         device=config["device"],
         gpu_locks=GPU_LOCKS,
         matmul_precision=MATMUL_PRECISION,
     run:
-        stages.evaluate(
-            **input,
-            **output,
-            **params,
-            model_name=wildcards.model,
-            threads=threads,
-            log_file=log[0],
-        )
+        stages.evaluate(**input, **output, **params, threads=threads, log_file=log[0])
 
 
 rule evaluation_tables:
     input:
-        evaluations=expand(rules.evaluate.output.result, model=REPLICATES),
-        histories=expand(TRAINED["history"], model=REPLICATES),
-        timings=expand(TRAINED["timing"], model=REPLICATES),
+        evaluations=expand(rules.evaluate.output.result, model=names(REPLICATES)),
+        histories=expand(TRAINED["history"], model=names(REPLICATES)),
+        timings=expand(TRAINED["timing"], model=names(REPLICATES)),
     output:
         evaluation=f"{RUN}/tables/evaluation.csv",
         evaluation_html=shown(
@@ -59,7 +53,7 @@ rule evaluation_tables:
     benchmark:
         f"{RUN}/benchmarks/evaluation_tables.tsv"
     params:
-        model_names=REPLICATES,
+        specs=as_params(REPLICATES),
     run:
         stages.evaluation_tables(**input, **output, **params, log_file=log[0])
 

@@ -4,7 +4,7 @@
 rule identity:
     input:
         data="resources/mnist.npz",
-        models=expand(TRAINED["model"], model=MODELS),
+        models=expand(TRAINED["model"], model=names(MODELS)),
         qiw_distances=rules.posterior_grid.output.distances,
     output:
         check=f"{RUN}/checks/identity.json",
@@ -22,7 +22,7 @@ rule identity:
     threads: config["threads_per_job"]
     params:
         settings=config["identity"],
-        model_names=MODELS,
+        specs=as_params(MODELS),
         seed=config["seed"],
         matmul_precision=MATMUL_PRECISION,
     run:

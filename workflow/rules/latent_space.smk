@@ -13,7 +13,8 @@ rule latent_space:
         f"{RUN}/benchmarks/latent_space_{{model2d}}.tsv"
     threads: config["threads_per_job"]
     params:
-        settings=config["figures"],
+        spec=lambda wildcards: SPECS[wildcards.model2d].as_dict(),
+        manifold_size=config["figures"]["manifold_size"],
         seed=config["seed"],
         matmul_precision=MATMUL_PRECISION,
     run:

@@ -4,7 +4,7 @@
 rule marginal:
     input:
         data="resources/mnist.npz",
-        models=expand(TRAINED["model"], model=MODELS_2D),
+        models=expand(TRAINED["model"], model=names(MODELS_2D)),
     output:
         table=f"{RUN}/checks/marginal.csv",
         markdown=f"{RUN}/checks/marginal.md",
@@ -21,7 +21,7 @@ rule marginal:
     threads: config["threads_per_job"]
     params:
         settings=config["marginal"],
-        model_names=MODELS_2D,
+        specs=as_params(MODELS_2D),
         seed=config["seed"],
         matmul_precision=MATMUL_PRECISION,
     run:
@@ -43,6 +43,7 @@ rule marginal_figure:
     benchmark:
         f"{RUN}/benchmarks/marginal_figure.tsv"
     params:
+        specs=as_params(MODELS_2D),
         style=config["plot"],
     run:
         stages.marginal_figure(**input, **output, **params, log_file=log[0])

@@ -17,37 +17,11 @@ rule run_config:
         stages.run_config(**output, **params, log_file=log[0])
 
 
-# Every artifact of the run; the manifest hashes them and the notebook shows them.
-ARTIFACTS = [
-    *rules.run_config.output,
-    *rules.posterior_grid.output,
-    *rules.posterior_figure.output,
-    *rules.identity.output,
-    *rules.marginal.output,
-    *rules.marginal_figure.output,
-    *rules.evaluation_tables.output,
-    *rules.training_figures.output,
-    *rules.estimator_comparison.output,
-    *rules.appendix.output,
-    *rules.appendix_figure.output,
-    *expand(list(TRAINED.values()), model=REPLICATES),
-    *expand(rules.evaluate.output, model=REPLICATES),
-    *(rules.reconstruct.output if MODELS_2D else []),
-    *(rules.reconstruction_figure.output if MODELS_2D else []),
-    *(rules.exact_loglik.output if MODELS_2D else []),
-    *(rules.exact_loglik_figure.output if MODELS_2D else []),
-    *expand(rules.digit_posteriors.output, model2d=MODELS_2D),
-    *expand(rules.digit_posteriors_figure.output, model2d=MODELS_2D),
-    *expand(rules.latent_space.output, model2d=MODELS_2D),
-    *expand(rules.latent_space_figure.output, model2d=MODELS_2D),
-]
-
-
 rule manifest:
     input:
         data="resources/mnist.npz",
-        models=expand(TRAINED["model"], model=REPLICATES),
-        artifacts=ARTIFACTS,
+        models=expand(TRAINED["model"], model=names(REPLICATES)),
+        artifacts=artifacts,
     output:
         manifest=shown(
             f"{RUN}/manifest.json",
@@ -85,9 +59,11 @@ rule notebook:
 # included). `snakemake --forcerun html_report` rebuilds it on request.
 rule html_report:
     input:
-        ARTIFACTS,
-        rules.manifest.output,
-        rules.notebook.output,
+        artifacts=lambda wildcards: [
+            *artifacts(wildcards),
+            *rules.manifest.output,
+            *rules.notebook.output,
+        ],
         captions=sorted(glob.glob("workflow/report/*.rst")),
         resolved_config=rules.run_config.output.resolved,
     output:
@@ -99,6 +75,7 @@ rule html_report:
     run:
         stages.html_report(
             resolved_config=input.resolved_config,
+            artifacts=input.artifacts,
             **output,
             **params,
             log_file=log[0],

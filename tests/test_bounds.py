@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.distributions import Bernoulli, Independent, Normal
 
+from conftest import ROOT
 from riwae.bounds import (
     bernoulli_log_likelihood,
     gaussian_log_density,
@@ -105,3 +110,101 @@ def test_two_layer_log_weights_match_torch_distributions():
         [(50, 100), (100, 100), (100, 200)],
         [(100, 200), (200, 200), (200, 784)],
     ]
+
+
+def reference_log_likelihood(logits, x):
+    """The formula the pipeline used before the fused likelihood: torch's binary
+    cross-entropy with logits, per pixel, summed."""
+    return -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, x.expand_as(logits), reduction="none"
+    ).sum(-1)
+
+
+def likelihood_case(dtype, seed: int = 0):
+    """Logits [2, 3, 4, 30] (two members, three draws, four images) around +-10, with
+    saturated ones (beyond the +-80 of ``SATURATION``), and binary pixels broadcast over the
+    draws."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 3, 4, 30, generator=g, dtype=torch.float64) * 10
+    logits[0, 0, 0, :6] = torch.tensor([-1000.0, -200.0, -85.0, 79.0, 90.0, 700.0])
+    x = (torch.rand(2, 1, 4, 30, generator=g) < 0.4).double()
+    return logits.to(dtype), x.to(dtype), torch.randn(2, 3, 4, generator=g, dtype=dtype)
+
+
+def test_fused_likelihood_equals_the_cross_entropy_formula_in_float64():
+    """Values and gradients against today's formula, to float64 rounding, saturated
+    logits (1000 nats out) included; torch's gradcheck of the backward pass."""
+    logits, x, grad = likelihood_case(torch.float64)
+    ours = logits.clone().requires_grad_()
+    theirs = logits.clone().requires_grad_()
+    value, expected = bernoulli_log_likelihood(ours, x), reference_log_likelihood(theirs, x)
+    torch.testing.assert_close(value, expected, rtol=1e-14, atol=1e-12)
+    (value * grad).sum().backward()
+    (expected * grad).sum().backward()
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=0, atol=1e-15)
+    small = logits[:, :2, :2, :5].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda lg: bernoulli_log_likelihood(lg, x[:, :, :2, :5]), small)
+
+
+def test_fused_likelihood_in_float32_is_as_close_to_float64_as_the_old_formula():
+    logits, x, grad = likelihood_case(torch.float32)
+    exact = logits.double().requires_grad_()
+    ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    for function, tensor in (
+        (reference_log_likelihood, exact),
+        (bernoulli_log_likelihood, ours),
+        (reference_log_likelihood, theirs),
+    ):
+        value = function(tensor, x.to(tensor.dtype))
+        (value * grad.to(tensor.dtype)).sum().backward()
+        tensor.value = value.detach().double()
+
+    def error(tensor):
+        return (tensor.value - exact.value).abs().max(), (tensor.grad - exact.grad).abs().max()
+
+    (value, gradient), (old_value, old_gradient) = error(ours), error(theirs)
+    # Sums of 30 terms of up to 1000 nats: float32 rounding of about 1e-4 nats.
+    assert value <= 2 * old_value + 1e-5 and gradient <= 2 * old_gradient + 1e-7
+
+
+def test_fused_likelihood_refuses_what_it_cannot_do():
+    logits, x, _ = likelihood_case(torch.float64)
+    with pytest.raises(ValueError, match="takes no gradient with respect to x"):
+        bernoulli_log_likelihood(logits, x.clone().requires_grad_())
+    with pytest.raises(ValueError, match="do not broadcast to the logits"):
+        bernoulli_log_likelihood(logits[0, 0], x)
+
+
+TRITON_CHECK = """
+import torch
+from riwae import triton_kernels
+from riwae.bounds import log_sigmoid_terms
+from test_bounds import likelihood_case
+logits, x, grad = likelihood_case(torch.float32)
+for l, p in ((logits, x), (logits[0, 0], x[0, 0]), (logits[0], x[0, 0, 0])):
+    assert triton_kernels.usable(l, p)
+    torch.testing.assert_close(
+        triton_kernels.bernoulli_forward(l, p), log_sigmoid_terms(l, p)[0].sum(-1),
+        rtol=1e-6, atol=1e-4)
+    g = grad[(0,) * (logits.dim() - l.dim())]
+    expected = torch.sigmoid(-log_sigmoid_terms(l, p)[1]) * (2 * p - 1) * g[..., None]
+    torch.testing.assert_close(
+        triton_kernels.bernoulli_backward(l, p, g), expected, rtol=1e-6, atol=1e-7)
+print("same")
+"""
+
+
+def test_triton_kernels_compute_the_torch_formula_under_the_interpreter():
+    """The CUDA kernels of the likelihood, run by Triton's interpreter on the CPU: the
+    values and gradients of torch's operations, for the stack's [M, k, batch, pixels]
+    logits with pixels broadcast over the draws, and for fewer leading dimensions."""
+    pytest.importorskip("triton")
+    environment = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", TRITON_CHECK], env=environment, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "same", result.stderr[-3000:]

@@ -7,10 +7,11 @@ no unnormalised weight is exponentiated.
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -25,13 +26,73 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + z.square()).sum(-1)
 
 
-def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log Bernoulli(x; sigmoid(logits)), summed over the last dimension (pixels).
+# Below -SATURATION a logit's sigmoid nears float32's smallest normal number (exp(-87.3)),
+# where it loses digits and then underflows; log sigmoid(u) = u there, to within e^-80.
+SATURATION = 80.0
 
-    ``logits`` may carry leading sample dimensions that ``x`` lacks; x is broadcast.
-    """
-    x = x.expand_as(logits)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+def log_sigmoid_terms(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel, log Bernoulli(x; sigmoid(logits)) = log sigmoid(u) with u = logits * sign,
+    sign = 2x - 1: ``(log_p, u)``. log sigmoid(u) = log sigmoid(max(u, -S)) + min(u + S, 0),
+    exact to within e^-S (S = SATURATION); its derivative in u is sigmoid(-u)."""
+    u = logits * (2 * x - 1)
+    log_p = torch.sigmoid(u.clamp_min(-SATURATION)).log_()
+    return log_p.add_(u.add(SATURATION).clamp_max_(0)), u
+
+
+def triton_usable(logits: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether ``riwae.triton_kernels`` computes the likelihood of these tensors: CUDA ones
+    (or any under Triton's interpreter, ``TRITON_INTERPRET=1``), asked without importing
+    Triton for the CPU's."""
+    if not (logits.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    from riwae import triton_kernels
+
+    return triton_kernels.usable(logits, x)
+
+
+class BernoulliLogLikelihood(torch.autograd.Function):
+    """log Bernoulli(x; sigmoid(logits)) summed over pixels, and its gradient
+    sign * sigmoid(-u) * grad, in few passes over the logits: one sigmoid and one log
+    forward, one sigmoid backward (``binary_cross_entropy_with_logits`` takes more, and
+    more memory traffic). On CUDA with Triton, one kernel forward and one backward
+    (``riwae.triton_kernels``); elsewhere torch's operations of ``log_sigmoid_terms``."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if triton_usable(logits, x):
+            from riwae import triton_kernels
+
+            ctx.save_for_backward(logits, x)
+            ctx.triton = True
+            return triton_kernels.bernoulli_forward(logits, x)
+        log_p, u = log_sigmoid_terms(logits, x)
+        ctx.save_for_backward(u, x)
+        ctx.triton = False
+        return log_p.sum(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.triton:
+            from riwae import triton_kernels
+
+            return triton_kernels.bernoulli_backward(*ctx.saved_tensors, grad), None
+        u, x = ctx.saved_tensors
+        # d log sigmoid(u) / d logits = sign * sigmoid(-u), sign = 2x - 1.
+        return torch.sigmoid(u.neg()).mul_(2 * x - 1).mul_(grad[..., None]), None
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; sigmoid(logits)), summed over the last dimension (pixels), for
+    binarised pixels ``x`` (0 or 1; the images are). ``logits`` may carry leading sample
+    dimensions that ``x`` lacks; x is broadcast. ``x`` takes no gradient."""
+    if x.requires_grad:
+        raise ValueError("bernoulli_log_likelihood takes no gradient with respect to x.")
+    if torch.broadcast_shapes(logits.shape, x.shape) != logits.shape:
+        shapes = f"{tuple(x.shape)} to {tuple(logits.shape)}"
+        raise ValueError(f"The pixels do not broadcast to the logits: {shapes}.")
+    return BernoulliLogLikelihood.apply(logits, x)
 
 
 def sample_gaussian(

@@ -24,7 +24,7 @@ from riwae.bounds import Members, Objective
 from riwae.data import BinarizedMNIST
 from riwae.io import DataError, UserError, load_torch, save_torch, set_aside
 from riwae.models import VAE, StackedVAE
-from riwae.optim import make_optimizer
+from riwae.optim import make_optimizer, set_learning_rate
 
 log = logging.getLogger("riwae")
 
@@ -173,16 +173,18 @@ def group_models(replicates: list[dict], policy: str, device: str) -> dict[str, 
     (k, or m x k for MIWAE and PIWAE); ``arch``: all models of one architecture, fewer draws
     padded to the most. Measured on a 2-core CPU
     (``benchmarks/throughput.py``), stacking gains nothing per model and padding costs up to
-    2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU; on a GPU a
-    small step's cost is its kernel launches, so ``auto`` is ``arch`` with ``device: cuda``.
-    A model's seeds differ only in their draws, so on a GPU they stack too.
+    2.7x, while separate jobs use every core, so ``auto`` is ``model`` on the CPU. On a GPU
+    a small step's cost is its kernel launches, which stacking shares, while padding k = 1
+    and 5 members to k = 50 doubles the matrix work of ``paper.yaml``'s groups, so ``auto``
+    is ``k`` with ``device: cuda``: every member computes only the draws it uses, and a
+    model's seeds, which differ only in their draws, stack.
 
     Decided from the config alone (``device``, not the machine): the groups name the rules,
     and every machine that reads the workflow (a cluster's compute node too) must find the
     same ones. So ``device: auto`` groups as the CPU does.
     """
     if policy == "auto":
-        policy = "arch" if device == "cuda" else "model"
+        policy = "k" if device == "cuda" else "model"
     keys = {
         "model": lambda spec: spec["name"],
         # The draws per image: k, or m x k for MIWAE and PIWAE.
@@ -291,6 +293,96 @@ def member_batches(data: BinarizedMNIST, members, generators, fixed):
         yield xs[0][None] if len(xs) == 1 else torch.stack(xs)
 
 
+class TrainingSteps:
+    """A group's training steps, ``steps_per_call`` at a time, on static buffers: the
+    minibatch indices of the next steps are copied into one buffer, and each step reads its
+    members' images through it (binarised there by each member's generator), draws, steps
+    the optimizer and adds the bounds to ``total``. So the steps hold no tensor from outside
+    but the buffer, and on CUDA, with ``graphs``, they are captured once per learning rate
+    as one CUDA graph and replayed (``torch.cuda.graph``, every member's generator
+    registered with it). Without ``graphs`` the same steps run eagerly: the same
+    operations in the same order, each member's generator consumed as ``member_batches``
+    and ``training_step`` consume it."""
+
+    def __init__(self, stack, group, optimizer, data, generators, fixed, steps_per_call, graphs):
+        self.stack, self.group, self.optimizer = stack, group, optimizer
+        self.data, self.generators, self.fixed = data, generators, fixed
+        self.batch_size = group.members[0].batch_size
+        members, device = len(group.members), data.device
+        self.index = torch.zeros(
+            (steps_per_call, members, self.batch_size), dtype=torch.long, device=device
+        )
+        self.total = torch.zeros(members, device=device)
+        self.graphs = graphs and device.type == "cuda"
+        self.warm = False  # whether steps ran before a capture
+        self.graph, self.graph_lr = None, None  # the graph, captured at learning rate graph_lr
+
+    def step(self, index: torch.Tensor) -> None:
+        """One step on the minibatches ``index`` ``[M, batch]`` (rows of the images)."""
+        xs = [
+            self.data.binarize(self.data.pixels[i], g) if f is None else f[i].float()
+            for i, g, f in zip(index, self.generators, self.fixed, strict=True)
+        ]
+        x = xs[0][None] if len(xs) == 1 else torch.stack(xs)
+        bound = training_step(self.stack, self.group, self.optimizer, x, self.generators)
+        self.total += bound.sum(1)  # stays on the device: no wait for the host
+
+    def steps(self) -> None:
+        for index in self.index:
+            self.step(index)
+
+    def run(self, indices: torch.Tensor, lr: float) -> None:
+        """The steps of ``indices`` ``[steps_per_call, M, batch]`` at learning rate ``lr``."""
+        self.index.copy_(indices)
+        if not self.graphs:
+            self.steps()
+        elif not self.warm:
+            # The first steps run eagerly on a side stream: they create the optimizer's
+            # state and every kernel's workspace before anything is captured.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.steps()
+            torch.cuda.current_stream().wait_stream(side)
+            self.warm = True
+        else:
+            if self.graph_lr != lr:
+                self._capture(lr)
+            self.graph.replay()
+
+    def _capture(self, lr: float) -> None:
+        """Capture the steps at ``lr`` (the optimizers read it as a number, which the graph
+        keeps): once per learning rate. Capture records without computing, and a replay
+        advances each generator as the eager steps would."""
+        self.graph = None
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        for generator in self.generators:
+            graph.register_generator_state(generator)
+        with torch.cuda.graph(graph):
+            self.steps()
+        self.graph, self.graph_lr = graph, lr
+
+
+def epoch_order(data: BinarizedMNIST, generators) -> torch.Tensor:
+    """Each member's order of the images for one epoch, ``[M, n]``, from its generator on
+    the data's device (as ``BinarizedMNIST.batches`` draws it)."""
+    return torch.stack(
+        [torch.randperm(len(data), generator=g, device=data.device) for g in generators]
+    )
+
+
+def checkpoint_due(
+    epoch: int, learning_rates: list[float], since_last: float, checkpoint_seconds: float
+) -> bool:
+    """Whether the end of epoch ``epoch`` (0-based) writes a checkpoint: at the end of every
+    learning-rate stage (the last epoch included), and otherwise once ``checkpoint_seconds``
+    have passed since the last one (0: every epoch)."""
+    if epoch + 1 == len(learning_rates) or learning_rates[epoch + 1] != learning_rates[epoch]:
+        return True
+    return since_last >= checkpoint_seconds
+
+
 def train_group(
     members: list[TrainSettings],
     train_images,
@@ -299,13 +391,18 @@ def train_group(
     checkpoint_path: str | Path,
     stop_after_epochs: int | None = None,
     progress: bool = True,
+    checkpoint_seconds: float = 0.0,
+    cuda_graphs: int = 0,
 ) -> tuple[list[VAE], list[pd.DataFrame], pd.DataFrame]:
     """Train a group of models; returns them, their histories (one row per epoch) and the
     group's wall time per epoch.
 
     Resumes from ``checkpoint_path`` when it holds a checkpoint of the same group, and writes
-    one there after every epoch. ``stop_after_epochs`` ends early (as an interruption would),
-    leaving the checkpoint for a later call to resume from.
+    one there at the end of every learning-rate stage and of any epoch that ends
+    ``checkpoint_seconds`` or more after the last one (0: every epoch). ``stop_after_epochs``
+    ends early (as an interruption would), leaving the last checkpoint for a later call to
+    resume from. ``cuda_graphs``: on CUDA, capture that many steps as one CUDA graph and
+    replay it (0: eager steps; see ``TrainingSteps``).
     """
     check_group(members)
     first = members[0]
@@ -337,30 +434,42 @@ def train_group(
         log.info(
             "resumed from epoch %d of %d (%s)", len(timing), len(learning_rates), checkpoint_path
         )
+    saved_epoch, saved_at = len(timing), time.perf_counter()
 
-    steps = math.ceil(len(data) / first.batch_size)
+    per_call = max(1, cuda_graphs)
+    graphs = cuda_graphs > 0
+    runner = TrainingSteps(stack, group, optimizer, data, generators, fixed, per_call, graphs)
+    batch = first.batch_size
+    steps = math.ceil(len(data) / batch)
+    whole = len(data) // batch // per_call  # calls of per_call full minibatches
     for epoch in range(len(timing), len(learning_rates)):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             break
-        for param_group in optimizer.param_groups:
-            param_group["lr"] = learning_rates[epoch]
+        lr = learning_rates[epoch]
+        set_learning_rate(optimizer, lr)
         start = time.perf_counter()
-        total = torch.zeros(len(members), device=device)
-        for x in tqdm(
-            member_batches(data, members, generators, fixed),
+        runner.total.zero_()
+        order = epoch_order(data, generators)
+        with tqdm(
             total=steps,
             disable=not progress,
             desc=f"epoch {epoch + 1}/{len(learning_rates)}",
             mininterval=2,
-        ):
-            bound = training_step(stack, group, optimizer, x, generators)
-            total += bound.sum(1)  # stays on the device: no wait for the host
-        train_bound = (total / len(data)).tolist()  # the epoch's one wait for the host
+        ) as bar:
+            calls = order[:, : whole * per_call * batch].view(len(members), whole, per_call, batch)
+            for call in range(whole):
+                runner.run(calls[:, call].transpose(0, 1), lr)
+                bar.update(per_call)
+            # The steps left (a short last minibatch among them) run one at a time, eagerly.
+            for start in range(whole * per_call * batch, len(data), batch):
+                runner.step(order[:, start : start + batch])
+                bar.update(1)
+        train_bound = (runner.total / len(data)).tolist()  # the epoch's one wait for the host
         for settings, value in zip(members, train_bound, strict=True):
             if not math.isfinite(value):
                 last_good = (
-                    f"the last good state is in {checkpoint_path} (end of epoch {epoch})"
-                    if epoch
+                    f"the last good state is in {checkpoint_path} (end of epoch {saved_epoch})"
+                    if saved_epoch
                     else "no epoch had finished yet"
                 )
                 raise TrainingError(
@@ -375,19 +484,22 @@ def train_group(
                     "epoch": epoch + 1,
                     "train_bound": train_value,
                     "heldout_bound": held_value,
-                    "lr": learning_rates[epoch],
+                    "lr": lr,
                 }
             )
         timing.append({"epoch": epoch + 1, "seconds": time.perf_counter() - start})
-        save_checkpoint(
-            checkpoint_path,
-            fingerprint=fingerprint,
-            model=dict(stack.state_dict()),
-            optimizer=optimizer.state_dict(),
-            generators=[g.get_state() for g in generators],
-            histories=histories,
-            timing=timing,
-        )
+        since = time.perf_counter() - saved_at
+        if checkpoint_due(epoch, learning_rates, since, checkpoint_seconds):
+            save_checkpoint(
+                checkpoint_path,
+                fingerprint=fingerprint,
+                model=dict(stack.state_dict()),
+                optimizer=optimizer.state_dict(),
+                generators=[g.get_state() for g in generators],
+                histories=histories,
+                timing=timing,
+            )
+            saved_epoch, saved_at = epoch + 1, time.perf_counter()
     models = [stack.member(m).eval() for m in range(len(members))]
     timing_frame = pd.DataFrame(timing, columns=["epoch", "seconds"]).assign(
         models_in_group=len(members)

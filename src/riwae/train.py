@@ -331,8 +331,28 @@ class TrainingSteps:
         for index in self.index:
             self.step(index)
 
+    def epoch_calls(self):
+        """One epoch's minibatch indices, ``[steps_per_call, M, batch]`` a call: each
+        member's order from its generator (drawn as ``BinarizedMNIST.batches`` draws it),
+        then, one step a call, the steps left over (a short last minibatch among them)."""
+        data, batch, per_call = self.data, self.batch_size, len(self.index)
+        order = torch.stack(
+            [torch.randperm(len(data), generator=g, device=data.device) for g in self.generators]
+        )
+        count = len(data) // batch // per_call
+        whole = count * per_call * batch
+        calls = order[:, :whole].view(len(order), count, per_call, batch).transpose(0, 1)
+        yield from calls.transpose(1, 2)
+        for start in range(whole, len(data), batch):
+            yield order[None, :, start : start + batch]
+
     def run(self, indices: torch.Tensor, lr: float) -> None:
-        """The steps of ``indices`` ``[steps_per_call, M, batch]`` at learning rate ``lr``."""
+        """The steps of ``indices`` ``[steps, M, batch]`` at learning rate ``lr``: through
+        the buffer (and the graph) when they fill it, else one by one, eagerly."""
+        if indices.shape != self.index.shape:
+            for index in indices:
+                self.step(index)
+            return
         self.index.copy_(indices)
         if not self.graphs:
             self.steps()
@@ -364,12 +384,52 @@ class TrainingSteps:
         self.graph, self.graph_lr = graph, lr
 
 
-def epoch_order(data: BinarizedMNIST, generators) -> torch.Tensor:
-    """Each member's order of the images for one epoch, ``[M, n]``, from its generator on
-    the data's device (as ``BinarizedMNIST.batches`` draws it)."""
-    return torch.stack(
-        [torch.randperm(len(data), generator=g, device=data.device) for g in generators]
-    )
+@dataclass
+class GroupSetup:
+    """What training a group starts from: its data on the device, each member's held-out
+    images, fixed pixels (or None) and generator, the stacked network and the optimizer."""
+
+    data: BinarizedMNIST
+    heldout_x: torch.Tensor
+    fixed: list
+    generators: list[torch.Generator]
+    stack: StackedVAE
+    group: Group
+    optimizer: torch.optim.Optimizer
+
+    def steps(self, cuda_graphs: int = 0) -> "TrainingSteps":
+        """The training steps, ``cuda_graphs`` at a time as one CUDA graph (0: eagerly)."""
+        return TrainingSteps(
+            self.stack,
+            self.group,
+            self.optimizer,
+            self.data,
+            self.generators,
+            self.fixed,
+            max(1, cuda_graphs),
+            cuda_graphs > 0,
+        )
+
+
+def build_group(members: list[TrainSettings], train_images, heldout_images, device) -> GroupSetup:
+    first = members[0]
+    train_images = train_images[: first.train_images]
+    data = BinarizedMNIST(train_images, device)
+    heldout = BinarizedMNIST(heldout_images[: first.heldout_images], device)
+    heldout_x = torch.stack([heldout.fixed(seed=s.seed + 1) for s in members])
+    # Fixed binarisation: each member's training pixels drawn once, from its own seed.
+    fixed = [
+        data.fixed(seed=s.seed + 3).bool() if s.binarisation == "fixed" else None for s in members
+    ]
+    generators = [torch.Generator(device=device).manual_seed(s.seed) for s in members]
+    # Initialised on the CPU with a CPU generator, so every device starts from the same weights.
+    mean_pixel = torch.as_tensor(train_images, dtype=torch.float32).mean(0) / 255
+    stack = StackedVAE(
+        [VAE(s.arch).initialise(torch.Generator().manual_seed(s.seed), mean_pixel) for s in members]
+    ).to(device)
+    group = Group(members, device)
+    optimizer = make_optimizer(first.optimizer, stack.parameters(), first.lr, first.adam_eps)
+    return GroupSetup(data, heldout_x, fixed, generators, stack, group, optimizer)
 
 
 def checkpoint_due(
@@ -408,22 +468,9 @@ def train_group(
     first = members[0]
     checkpoint_path = Path(checkpoint_path)
     fingerprint = group_fingerprint(members)
-    train_images = train_images[: first.train_images]
-    data = BinarizedMNIST(train_images, device)
-    heldout = BinarizedMNIST(heldout_images[: first.heldout_images], device)
-    heldout_x = torch.stack([heldout.fixed(seed=s.seed + 1) for s in members])
-    # Fixed binarisation: each member's training pixels drawn once, from its own seed.
-    fixed = [
-        data.fixed(seed=s.seed + 3).bool() if s.binarisation == "fixed" else None for s in members
-    ]
-    generators = [torch.Generator(device=device).manual_seed(s.seed) for s in members]
-    # Initialised on the CPU with a CPU generator, so every device starts from the same weights.
-    mean_pixel = torch.as_tensor(train_images, dtype=torch.float32).mean(0) / 255
-    stack = StackedVAE(
-        [VAE(s.arch).initialise(torch.Generator().manual_seed(s.seed), mean_pixel) for s in members]
-    ).to(device)
-    group = Group(members, device)
-    optimizer = make_optimizer(first.optimizer, stack.parameters(), first.lr, first.adam_eps)
+    setup = build_group(members, train_images, heldout_images, device)
+    data, heldout_x, generators = setup.data, setup.heldout_x, setup.generators
+    stack, group, optimizer = setup.stack, setup.group, setup.optimizer
     learning_rates = first.learning_rates()
     histories: list[list[dict]] = [[] for _ in members]
     timing: list[dict] = []
@@ -436,12 +483,8 @@ def train_group(
         )
     saved_epoch, saved_at = len(timing), time.perf_counter()
 
-    per_call = max(1, cuda_graphs)
-    graphs = cuda_graphs > 0
-    runner = TrainingSteps(stack, group, optimizer, data, generators, fixed, per_call, graphs)
-    batch = first.batch_size
-    steps = math.ceil(len(data) / batch)
-    whole = len(data) // batch // per_call  # calls of per_call full minibatches
+    runner = setup.steps(cuda_graphs)
+    steps = math.ceil(len(data) / first.batch_size)
     for epoch in range(len(timing), len(learning_rates)):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             break
@@ -449,21 +492,15 @@ def train_group(
         set_learning_rate(optimizer, lr)
         start = time.perf_counter()
         runner.total.zero_()
-        order = epoch_order(data, generators)
         with tqdm(
             total=steps,
             disable=not progress,
             desc=f"epoch {epoch + 1}/{len(learning_rates)}",
             mininterval=2,
         ) as bar:
-            calls = order[:, : whole * per_call * batch].view(len(members), whole, per_call, batch)
-            for call in range(whole):
-                runner.run(calls[:, call].transpose(0, 1), lr)
-                bar.update(per_call)
-            # The steps left (a short last minibatch among them) run one at a time, eagerly.
-            for start in range(whole * per_call * batch, len(data), batch):
-                runner.step(order[:, start : start + batch])
-                bar.update(1)
+            for indices in runner.epoch_calls():
+                runner.run(indices, lr)
+                bar.update(len(indices))
         train_bound = (runner.total / len(data)).tolist()  # the epoch's one wait for the host
         for settings, value in zip(members, train_bound, strict=True):
             if not math.isfinite(value):

@@ -113,7 +113,8 @@ def resumed_optimizer_state(checkpoint, members, device: torch.device) -> list[d
     ``train_group(members, ...)``) on ``device``, as ``train_group`` resumes it."""
     stack = StackedVAE([VAE(s.arch) for s in members]).to(device)
     optimizer = make_optimizer(members[0].optimizer, stack.parameters(), 1e-3, 1e-4)
-    generators = [torch.Generator() for _ in members]
+    # A checkpoint's generator states are of its training device's generators.
+    generators = [torch.Generator(device if device.type == "cuda" else "cpu") for _ in members]
     state = riwae.train.load_checkpoint(checkpoint, riwae.train.group_fingerprint(members))
     riwae.train.resume(state, stack, optimizer, generators)
     return list(optimizer.state.values())

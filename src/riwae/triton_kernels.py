@@ -1,8 +1,10 @@
-"""The Bernoulli log-likelihood of ``riwae.bounds.BernoulliLogLikelihood`` on CUDA as two
-Triton kernels, each one pass over the logits: the forward pass reads the logits and the
-pixels and writes one sum per row; the backward pass reads them again and writes the
-gradient. The formula is ``riwae.bounds.log_sigmoid_terms``'s (float32 only; other dtypes,
-and machines without Triton, take torch's operations).
+"""The Bernoulli log-likelihood of ``riwae.bounds.FusedBernoulliLogLikelihood`` on CUDA as
+two Triton kernels, each one pass over the logits: the forward pass reads the logits and
+the pixels and writes one sum per row; the backward pass reads them again and writes the
+gradient. Per pixel, with u = logits * (2x - 1): log sigmoid(u) = log sigmoid(max(u, -S))
++ min(u + S, 0), exact to within e^-S (S = ``riwae.bounds.SATURATION``), and its derivative
+sigmoid(-u) * (2x - 1). Float32 only; other dtypes, and machines without Triton, take
+torch's operations.
 
 ``riwae.bounds`` imports this module only for a CUDA tensor (or under the interpreter).
 With ``TRITON_INTERPRET=1`` the kernels run on CPU tensors too (Triton's interpreter),

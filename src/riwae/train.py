@@ -377,7 +377,7 @@ class TrainingSteps:
         self.graph = None
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        for generator in self.generators:
+        for generator in self.generators:  # each draw of a replay advances its generator
             graph.register_generator_state(generator)
         with torch.cuda.graph(graph):
             self.steps()

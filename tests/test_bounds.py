@@ -134,9 +134,9 @@ def likelihood_case(dtype, seed: int = 0):
 def likelihood_errors(logits, x, grad):
     """The largest errors of ``bernoulli_log_likelihood``'s value and gradient against the
     float64 formula, then those of that formula run in ``logits``' dtype."""
-    exact = logits.double().requires_grad_()
-    exact_value = reference_log_likelihood(exact, x.double())
-    (exact_value * grad.double()).sum().backward()
+    exact = logits.detach().cpu().double().requires_grad_()
+    exact_value = reference_log_likelihood(exact, x.cpu().double())
+    (exact_value * grad.cpu().double()).sum().backward()
     errors = []
     for function in (bernoulli_log_likelihood, reference_log_likelihood):
         tensor = logits.clone().requires_grad_()

@@ -181,8 +181,13 @@ def test_capturable_adam_against_torchs_default_adam(record_property):
         results.append(params)
     moved = max((p - s).abs().max().item() for p, s in zip(results[1], start, strict=True))
     drift = max((a - b).abs().max().item() for a, b in zip(*results, strict=True))
-    record_property("capturable Adam drift after 300 steps", f"{drift:.3g} of {moved:.3g} moved")
-    assert drift <= 1e-5 * moved
+    largest = max(p.abs().max().item() for p in results[1])
+    record_property(
+        "capturable Adam drift after 300 steps",
+        f"{drift:.3g}, parameters moved up to {moved:.3g}, largest {largest:.3g}",
+    )
+    # A few float32 roundings of the largest parameter, no more.
+    assert drift <= 16 * torch.finfo(torch.float32).eps * largest
 
 
 def test_the_triton_likelihood_is_as_close_to_float64_as_torchs_on_cuda(record_property):

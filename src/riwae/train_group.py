@@ -9,8 +9,9 @@ Config files are read as Snakemake reads them: config/config.yaml first, then ea
 over it. The group, its members' settings and every path are those of the rule
 (``results/<run>/models/<model>/``, ``results/<run>/checkpoints/<group>.pt``,
 ``results/<run>/logs/train/<group>.log``). Stopped early (Ctrl-C, ``timeout -s INT``), it
-leaves the checkpoint of the last finished epoch, from which the next call, or the rule,
-resumes. It does not validate the config: run it on configs the pipeline accepts.
+leaves its last checkpoint (written at every learning-rate stage's end and every
+``checkpoint_minutes``), from which the next call, or the rule, resumes. It does not
+validate the config: run it on configs the pipeline accepts.
 """
 
 import argparse

@@ -420,11 +420,11 @@ def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
         "lr": 1e-3,
         "seed": 7,
     }
-    # With device: cuda a model's seeds stack into its architecture's group; otherwise each
-    # is alone, device: auto included, whatever this machine has: the groups name rules.
+    # With device: cuda a model's seeds stack into its architecture's and k's group; otherwise
+    # each is alone, device: auto included, whatever this machine has: the groups name rules.
     assert riwae.train.group_models(replicates, "auto", "cuda") == {
-        "burda1": ["burda1-iwae-k5", "burda1-iwae-k5-seed0", "burda1-iwae-k5-seed7"],
-        "cremer2d": [
+        "burda1-k5": ["burda1-iwae-k5", "burda1-iwae-k5-seed0", "burda1-iwae-k5-seed7"],
+        "cremer2d-k50": [
             "cremer2d-iwae-k50-dreg",
             "cremer2d-iwae-k50-dreg-seed0",
             "cremer2d-iwae-k50-dreg-seed7",

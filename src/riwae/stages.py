@@ -36,10 +36,11 @@ def stage(function):
     How a job computes is settled here, before the stage runs: ``matmul_precision`` (given
     to every stage that computes) sets the precision of float32 matrix products, and a stage
     that takes ``device`` gets it as a ``torch.device``, on CUDA a GPU of its own held for
-    the job's lifetime (``riwae.device.claim_device``, locks under ``gpu_locks``)."""
+    the job's lifetime (``riwae.device.claim_device``, locks under ``gpu_locks``, one slot
+    of ``jobs_per_gpu``)."""
 
     @functools.wraps(function)
-    def run(*args, matmul_precision=None, gpu_locks=None, **kwargs):
+    def run(*args, matmul_precision=None, gpu_locks=None, jobs_per_gpu=1, **kwargs):
         try:
             with contextlib.ExitStack() as job:
                 if matmul_precision is not None:
@@ -49,7 +50,9 @@ def stage(function):
                 if "device" in kwargs:
                     from riwae.device import claim_device
 
-                    kwargs["device"] = job.enter_context(claim_device(kwargs["device"], gpu_locks))
+                    kwargs["device"] = job.enter_context(
+                        claim_device(kwargs["device"], gpu_locks, jobs_per_gpu)
+                    )
                 return function(*args, **kwargs)
         except UserError as error:
             # In the stage's log file (on standard error when the log cannot be written, as
@@ -75,7 +78,19 @@ def fetch_mnist(mnist, source, cache_dir, log_file):
 
 
 @stage
-def train(mnist, models, histories, timings, settings, checkpoint, device, threads, log_file):
+def train(
+    mnist,
+    models,
+    histories,
+    timings,
+    settings,
+    checkpoint,
+    device,
+    threads,
+    log_file,
+    checkpoint_minutes=0,
+    cuda_graphs=0,
+):
     """C4's models: one group of models trained as one stacked network (riwae.train)."""
     import torch
 
@@ -91,7 +106,13 @@ def train(mnist, models, histories, timings, settings, checkpoint, device, threa
     for member in members:
         log.info("%s: %s", member.name, member)
     trained, member_histories, timing = train_group(
-        members, data["train_images"], data["test_images"], device, checkpoint
+        members,
+        data["train_images"],
+        data["test_images"],
+        device,
+        checkpoint,
+        checkpoint_seconds=60 * checkpoint_minutes,
+        cuda_graphs=cuda_graphs,
     )
     log.info("wall time per epoch:\n%s", timing.to_string(index=False))
     for i, (member, model, history) in enumerate(

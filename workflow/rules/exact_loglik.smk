@@ -38,6 +38,7 @@ rule exact_loglik:
         seed=config["seed"],
         device=config["device"],
         gpu_locks=GPU_LOCKS,
+        jobs_per_gpu=JOBS_PER_GPU,
         matmul_precision=MATMUL_PRECISION,
     run:
         stages.exact_loglik(

@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.distributions import Bernoulli, Independent, Normal
 
+from conftest import ROOT
 from riwae.bounds import (
     bernoulli_log_likelihood,
     gaussian_log_density,
@@ -105,3 +110,71 @@ def test_two_layer_log_weights_match_torch_distributions():
         [(50, 100), (100, 100), (100, 200)],
         [(100, 200), (200, 200), (200, 784)],
     ]
+
+
+def reference_log_likelihood(logits, x):
+    """log Bernoulli(x; sigmoid(logits)) per pixel, summed, by torch's binary
+    cross-entropy (the CPU's formula)."""
+    return -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, x.expand_as(logits), reduction="none"
+    ).sum(-1)
+
+
+def likelihood_case(dtype, seed: int = 0):
+    """Logits [2, 3, 4, 30] (two members, three draws, four images) around +-10, with
+    saturated ones (beyond the +-80 of ``SATURATION``), and binary pixels broadcast over the
+    draws."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 3, 4, 30, generator=g, dtype=torch.float64) * 10
+    logits[0, 0, 0, :6] = torch.tensor([-1000.0, -200.0, -85.0, 79.0, 90.0, 700.0])
+    x = (torch.rand(2, 1, 4, 30, generator=g) < 0.4).double()
+    return logits.to(dtype), x.to(dtype), torch.randn(2, 3, 4, generator=g, dtype=dtype)
+
+
+def likelihood_errors(logits, x, grad):
+    """The largest errors of ``bernoulli_log_likelihood``'s value and gradient against the
+    float64 formula, then those of that formula run in ``logits``' dtype."""
+    exact = logits.detach().cpu().double().requires_grad_()
+    exact_value = reference_log_likelihood(exact, x.cpu().double())
+    (exact_value * grad.cpu().double()).sum().backward()
+    errors = []
+    for function in (bernoulli_log_likelihood, reference_log_likelihood):
+        tensor = logits.clone().requires_grad_()
+        value = function(tensor, x)
+        (value * grad).sum().backward()
+        value_error = (value.detach().cpu().double() - exact_value.detach()).abs().max()
+        gradient_error = (tensor.grad.cpu().double() - exact.grad).abs().max()
+        errors.append((value_error.item(), gradient_error.item()))
+    return errors
+
+
+TRITON_CHECK = """
+import torch
+from riwae.bounds import bernoulli_log_likelihood, triton_usable
+from test_bounds import likelihood_case, likelihood_errors
+logits, x, grad = likelihood_case(torch.float32)
+cases = ((logits, x, grad), (logits[0, 0], x[0, 0], grad[0, 0]), (logits[0], x[0, 0, 0], grad[0]))
+for l, p, g in cases:
+    assert triton_usable(l, p.expand_as(l))
+    (value, gradient), (old_value, old_gradient) = likelihood_errors(l, p, g)
+    # Sums of 30 terms of up to 1000 nats: float32 rounding of about 1e-4 nats.
+    assert value <= 2 * old_value + 1e-5 and gradient <= 2 * old_gradient + 1e-7, (l.shape,)
+print("as close")
+"""
+
+
+def test_triton_likelihood_under_the_interpreter_is_as_close_to_float64_as_torchs():
+    """The CUDA kernels of the likelihood, run by Triton's interpreter on the CPU: values
+    and gradients as close to the float64 formula as torch's float32 formula is, saturated
+    logits included, for the stack's [M, k, batch, pixels] logits with pixels broadcast
+    over the draws and for fewer leading dimensions."""
+    pytest.importorskip("triton")
+    environment = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", TRITON_CHECK], env=environment, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "as close", result.stderr[-3000:]

@@ -5,12 +5,14 @@ differs (other summation orders). Skipped where no CUDA device is visible;
 get the CPU run's checks (the `cuda` variants of tests/test_workflow.py)."""
 
 import copy
+import time
 
 import pytest
 import torch
 from test_train import (
     check_group_equals_members_apart,
     check_resume_equals_uninterrupted,
+    eager_loop,
     float32_and_one_thread,  # noqa: F401 (autouse: training runs in float32)
     interrupted,
     resumed_optimizer_state,
@@ -24,6 +26,7 @@ from riwae.checks import identity_terms, model_identity
 from riwae.data import BinarizedMNIST
 from riwae.evaluate import iwae_estimate
 from riwae.models import VAE
+from riwae.train import train_group
 
 pytestmark = needs_cuda
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -49,12 +52,13 @@ def test_resume_ends_with_the_numbers_of_an_uninterrupted_run(tmp_path, optimize
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "burda"])
-def test_resumed_step_counters_stay_on_the_cpu(tmp_path, optimizer):
+def test_resumed_optimizer_state_is_on_the_gpu(tmp_path, optimizer):
+    """Both optimizers read their step counters on the GPU on CUDA (torch's Adam is
+    capturable there): resumed, every part of their state is on the GPU."""
     member = settings(optimizer=optimizer)
     interrupted(tmp_path / "c.pt", synthetic_images(600), device=CUDA, member=member)
     states = resumed_optimizer_state(tmp_path / "c.pt", [member], CUDA)
-    assert states and all(state["step"].device.type == "cpu" for state in states)
-    assert all(v.device.type == "cuda" for s in states for k, v in s.items() if k != "step")
+    assert states and all(v.device.type == "cuda" for s in states for v in s.values())
 
 
 def log_weights_on(model: VAE, x: torch.Tensor, eps: torch.Tensor, device) -> torch.Tensor:
@@ -112,3 +116,91 @@ def test_cpu_and_cuda_agree_on_the_identity(arch):
         torch.testing.assert_close(on_cuda, on_cpu, rtol=0, atol=1e-9)
     rows = model_identity(model.to(CUDA), x.to(CUDA), [1, 10, 1000], 5, 1e-10, seed=0)
     assert all(row["passed"] for row in rows), rows
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "burda"])
+@pytest.mark.parametrize("steps_per_graph", [1, 10])
+def test_graph_replays_give_the_eager_steps_bits(
+    tmp_path, optimizer, steps_per_graph, record_property
+):
+    """The training steps captured as CUDA graphs (1 or 10 steps a replay, captured again
+    when the learning rate changes) and replayed end with the bits of the same steps run
+    eagerly, and of the loop they replaced, after two epochs (of Burda et al.'s schedule,
+    whose rate changes after the first)."""
+    images = synthetic_images(700)
+    shared = dict(k=5, batch_size=25, optimizer=optimizer, train_images=600)
+    shared |= dict(schedule="burda", stages=2, epochs=0)
+    members = [
+        settings(objective="iwae", seed=0, **shared),
+        settings(objective="vae", seed=1, **shared),
+        settings(objective="iwae", seed=2, estimator="dreg", **shared),
+    ]
+    runs = {}
+    for graphs in (0, steps_per_graph):
+        start = time.perf_counter()
+        models, histories, _ = train_group(
+            members,
+            images,
+            images[600:],
+            CUDA,
+            tmp_path / f"{graphs}.pt",
+            stop_after_epochs=2,
+            progress=False,
+            cuda_graphs=graphs,
+        )
+        runs[graphs] = models, histories, time.perf_counter() - start
+    (eager, eager_histories, eager_s), (replayed, replayed_histories, graph_s) = runs.values()
+    record_property("seconds eager vs graphs", f"{eager_s:.2f} vs {graph_s:.2f}")
+    for a, b in zip(eager_histories, replayed_histories, strict=True):
+        assert a.equals(b)
+    for a, b in zip(eager, replayed, strict=True):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y), name
+    reference, totals = eager_loop(members, images, epochs=1, device="cuda")
+    assert [float(t) for t in totals[0]] == [h.train_bound.iloc[0] for h in replayed_histories]
+
+
+def test_capturable_adam_against_torchs_default_adam(record_property):
+    """On CUDA torch's Adam is capturable (its counters and bias corrections on the GPU),
+    which rounds the step size otherwise than the host's float64: how far 300 steps of
+    the same gradients drift apart, recorded, and small."""
+    generator = torch.Generator(device=CUDA).manual_seed(0)
+    shapes = [(200, 784), (1, 200), (784,)]
+    start = [torch.randn(s, device=CUDA, generator=generator) for s in shapes]
+    gradients = [
+        [torch.randn(s, device=CUDA, generator=generator) for s in shapes] for _ in range(300)
+    ]
+    results = []
+    for capturable in (True, False):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-4, capturable=capturable)
+        for step in gradients:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+        results.append(params)
+    moved = max((p - s).abs().max().item() for p, s in zip(results[1], start, strict=True))
+    drift = max((a - b).abs().max().item() for a, b in zip(*results, strict=True))
+    largest = max(p.abs().max().item() for p in results[1])
+    record_property(
+        "capturable Adam drift after 300 steps",
+        f"{drift:.3g}, parameters moved up to {moved:.3g}, largest {largest:.3g}",
+    )
+    # A few float32 roundings of the largest parameter, no more.
+    assert drift <= 16 * torch.finfo(torch.float32).eps * largest
+
+
+def test_the_triton_likelihood_is_as_close_to_float64_as_torchs_on_cuda(record_property):
+    from test_bounds import likelihood_case, likelihood_errors
+
+    from riwae.bounds import triton_usable
+
+    logits, x, grad = likelihood_case(torch.float32)
+    logits, x, grad = logits.to(CUDA), x.to(CUDA), grad.to(CUDA)
+    assert triton_usable(logits, x.expand_as(logits))
+    (value, gradient), (old_value, old_gradient) = likelihood_errors(logits, x, grad)
+    record_property(
+        "likelihood's largest error, Triton (torch's formula)",
+        f"{value:.3g} ({old_value:.3g}) nats, gradient {gradient:.3g} ({old_gradient:.3g})",
+    )
+    assert value <= 2 * old_value + 1e-5 and gradient <= 2 * old_gradient + 1e-7

@@ -141,3 +141,11 @@ def test_rule_names_do_not_depend_on_the_machine(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         rules.append(sorted(line for line in result.stdout.split() if line.startswith("train")))
     assert rules[0] == rules[1] and "train_burda1-vae-k1" in rules[0]
+
+
+def test_jobs_share_a_gpu_in_slots_after_spreading_over_the_gpus(tmp_path):
+    """With two slots per GPU, four jobs on two GPUs take GPU 0, GPU 1, then 0 and 1 again."""
+    with free_gpu(tmp_path, 2, jobs_per_gpu=2) as a, free_gpu(tmp_path, 2, jobs_per_gpu=2) as b:
+        with free_gpu(tmp_path, 2, jobs_per_gpu=2) as c:
+            with free_gpu(tmp_path, 2, jobs_per_gpu=2) as d:
+                assert [a, b, c, d] == [0, 1, 0, 1]

@@ -38,7 +38,8 @@ def test_dry_mode_runs_every_step_and_prints_one_summary_table_last(tmp_path):
     assert passed == 0 and failed == 0 and skipped >= 10
     assert rows["benchmark"].startswith("smoke.yaml projected:")
     assert "train burda1-vae-k1 (1 model(s)) x 2 seeds" in rows
-    assert "eval cremer2d k 50 (20 images a batch)" in rows
+    # One row per architecture's evaluation, times its models (3 models x 2 seeds).
+    assert "eval cremer2d k 50 (20 images a batch) x 6" in rows
     assert rows["gpu check (dry, on the CPU)"] == "passed"
     assert not [step for step in rows if step.startswith("FAILED")]
     assert (tmp_path / "summary.md").read_text() == result.stdout
@@ -80,12 +81,14 @@ def test_failed_tests_are_named_in_the_summary(tmp_path):
     junit = tmp_path / "tests.xml"
     junit.write_text(
         '<testsuites><testsuite name="pytest" tests="3">'
-        '<testcase classname="tests.test_cuda" name="test_a"/>'
+        '<testcase classname="tests.test_cuda" name="test_a">'
+        '<properties><property name="drift" value="1e-07"/></properties></testcase>'
         '<testcase classname="tests.test_cuda" name="test_b">'
         '<failure message="assert 1 == 2 | x&#10;more">trace</failure></testcase>'
         '<testcase classname="tests.test_cuda" name="test_c"><skipped message="no"/></testcase>'
         "</testsuite></testsuites>"
     )
-    counts, failures = gpu_check_module().junit_results(junit)
+    counts, failures, recorded = gpu_check_module().junit_results(junit)
     assert counts == {"passed": 1, "failed": 1, "skipped": 1}
     assert failures == [("tests.test_cuda.test_b", "assert 1 == 2 / x")]
+    assert recorded == [("test_a", "drift", "1e-07")]

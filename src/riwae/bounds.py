@@ -7,10 +7,12 @@ no unnormalised weight is exponentiated.
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -25,12 +27,56 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + z.square()).sum(-1)
 
 
-def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log Bernoulli(x; sigmoid(logits)), summed over the last dimension (pixels).
+# Below -SATURATION a logit's sigmoid nears float32's smallest normal number (exp(-87.3)),
+# where it loses digits and then underflows; log sigmoid(u) = u there, to within e^-80.
+SATURATION = 80.0
 
-    ``logits`` may carry leading sample dimensions that ``x`` lacks; x is broadcast.
-    """
+
+def triton_usable(logits: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether ``riwae.triton_kernels`` computes the likelihood of these tensors: CUDA ones
+    (or any under Triton's interpreter, ``TRITON_INTERPRET=1``), asked without importing
+    Triton for the CPU's."""
+    if not (logits.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    from riwae import triton_kernels
+
+    return triton_kernels.usable(logits, x)
+
+
+class FusedBernoulliLogLikelihood(torch.autograd.Function):
+    """``bernoulli_log_likelihood`` and its gradient as one Triton kernel each way, one pass
+    over the logits: log sigmoid(u), u = logits * (2x - 1), summed over pixels, and
+    sigmoid(-u) * (2x - 1) * grad (``riwae.triton_kernels``)."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        from riwae import triton_kernels
+
+        ctx.save_for_backward(logits, x)
+        return triton_kernels.bernoulli_forward(logits, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        from riwae import triton_kernels
+
+        return triton_kernels.bernoulli_backward(*ctx.saved_tensors, grad), None
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; sigmoid(logits)), summed over the last dimension (pixels), for
+    binarised pixels ``x`` (0 or 1; the images are). ``logits`` may carry leading sample
+    dimensions that ``x`` lacks; x is broadcast.
+
+    On CUDA (float32, with Triton) one fused pass each way (``FusedBernoulliLogLikelihood``;
+    there torch's formula below takes several kernels and as many passes over the
+    ``[members, k x batch, 784]`` logits, about half a step's floor). On the CPU torch's
+    binary cross-entropy: measured here, the fused formula in torch's operations was no
+    faster (7.1 against 6.7 ms forward and backward at k = 50), so the CPU keeps the
+    formula, and the numbers, it always had."""
     x = x.expand_as(logits)
+    if triton_usable(logits, x) and not x.requires_grad:
+        return FusedBernoulliLogLikelihood.apply(logits, x)
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 

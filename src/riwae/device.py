@@ -85,38 +85,51 @@ def resolve_device(device: str) -> torch.device:
 
 
 @contextmanager
-def free_gpu(lock_dir: str | Path, count: int, wait_seconds: float = 1.0) -> Iterator[int]:
-    """The index of a GPU (of ``count`` visible) that no other job holds, held until the
-    block ends: one lock file per index under ``lock_dir``, locked with ``flock``, which
-    the kernel releases when the holder exits, however it ends. Waits while every GPU is
-    held."""
+def free_gpu(
+    lock_dir: str | Path, count: int, wait_seconds: float = 1.0, jobs_per_gpu: int = 1
+) -> Iterator[int]:
+    """The index of a GPU (of ``count`` visible) with a slot (of ``jobs_per_gpu``) that no
+    other job holds, held until the block ends: one lock file per slot under ``lock_dir``,
+    locked with ``flock``, which the kernel releases when the holder exits, however it
+    ends. Jobs spread over the GPUs before they share one. Waits while every slot is held."""
     lock_dir = Path(lock_dir)
     lock_dir.mkdir(parents=True, exist_ok=True)
     told = False
     while True:
-        for index in range(count):
-            lock = open(lock_dir / f"gpu{index}.lock", "a")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
-                continue
-            try:
-                yield index
-            finally:
-                lock.close()  # releases the lock
-            return
+        for slot in range(jobs_per_gpu):
+            for index in range(count):
+                name = f"gpu{index}.lock" if slot == 0 else f"gpu{index}-slot{slot}.lock"
+                lock = open(lock_dir / name, "a")
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    lock.close()
+                    continue
+                try:
+                    yield index
+                finally:
+                    lock.close()  # releases the lock
+                return
         if not told:
             print(f"all {count} GPUs are held by other jobs (locks in {lock_dir}); waiting")
             told = True
         time.sleep(wait_seconds)
 
 
+def visible_gpu_count() -> int:
+    """GPUs this process sees, asked without creating a CUDA context."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 @contextmanager
-def claim_device(device: str, lock_dir: str | Path) -> Iterator[torch.device]:
+def claim_device(
+    device: str, lock_dir: str | Path, jobs_per_gpu: int = 1
+) -> Iterator[torch.device]:
     """The job's ``torch.device``, for the job's lifetime. On CUDA with several GPUs visible,
-    a GPU of its own (``free_gpu``), so that ``--resources gpu=N`` on an N-GPU machine uses
-    all N; with one visible (one GPU, or a scheduler's ``CUDA_VISIBLE_DEVICES``), that one."""
+    a slot of a GPU of its own (``free_gpu``), so that ``--resources gpu=N`` on an N-GPU
+    machine uses all N (with ``jobs_per_gpu`` jobs on each); with one visible (one GPU, or a
+    scheduler's ``CUDA_VISIBLE_DEVICES``), that one, whose sharing Snakemake's resource
+    bounds."""
     resolved = resolve_device(device)
     if resolved.type != "cuda":
         yield resolved
@@ -125,6 +138,6 @@ def claim_device(device: str, lock_dir: str | Path) -> Iterator[torch.device]:
     if count == 1:
         yield torch.device("cuda", 0)
         return
-    with free_gpu(lock_dir, count) as index:
+    with free_gpu(lock_dir, count, jobs_per_gpu=jobs_per_gpu) as index:
         torch.cuda.set_device(index)
         yield torch.device("cuda", index)

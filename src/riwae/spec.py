@@ -86,16 +86,18 @@ def training_groups(specs: list[ModelSpec], policy: str, device: str) -> dict[st
     (k, or m x k for MIWAE and PIWAE); ``arch``: all models of one architecture, fewer draws
     padded to the most. Measured on a 2-core CPU (``benchmarks/throughput.py``), stacking
     gains nothing per model and padding costs up to 2.7x, while separate jobs use every
-    core, so ``auto`` is ``model`` on the CPU; on a GPU a small step's cost is its kernel
-    launches, so ``auto`` is ``arch`` with ``device: cuda``. A model's seeds differ only in
-    their draws, so on a GPU they stack too.
+    core, so ``auto`` is ``model`` on the CPU. On a GPU a small step's cost is its kernel
+    launches, which stacking shares, while padding k = 1 and 5 members to k = 50 doubles the
+    matrix work of ``paper.yaml``'s groups, so ``auto`` is ``k`` with ``device: cuda``: every
+    member computes only the draws it uses, and a model's seeds, which differ only in their
+    draws, stack.
 
     Decided from the config alone (``device`` as the config names it, not the machine): the
     groups name the rules, and every machine that reads the workflow (a cluster's compute
     node too) must find the same ones. So ``device: auto`` groups as the CPU does.
     """
     if policy == "auto":
-        policy = "arch" if device == "cuda" else "model"
+        policy = "k" if device == "cuda" else "model"
     keys = {
         "model": lambda spec: spec.name,
         "k": lambda spec: f"{spec.settings.arch}-k{spec.settings.training_objective.draws}",

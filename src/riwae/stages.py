@@ -47,9 +47,10 @@ log = logging.getLogger("riwae")
 def stage(function):
     """A stage, run as a job: its log goes to ``log_file`` (and standard error), its matrix
     products run on ``threads`` CPU threads at ``matmul_precision``, and a stage that takes
-    ``device`` gets it as a ``torch.device``, on CUDA a GPU of its own held for the job's
-    lifetime (``riwae.device.claim_device``, locks under ``gpu_locks``). A stage that names
-    ``log_file`` among its own parameters gets it too.
+    ``device`` gets it as a ``torch.device``, on CUDA one of the ``jobs_per_gpu`` slots of a
+    GPU, held for the job's lifetime (``riwae.device.claim_device``, locks under
+    ``gpu_locks``). A stage that names ``log_file`` among its own
+    parameters gets it too.
 
     A problem the user can fix (``UserError``: a damaged, edited or missing input, a model
     file of another model, a failed check, a non-finite training bound, a full disk) stops
@@ -58,7 +59,15 @@ def stage(function):
     wants_log_file = "log_file" in inspect.signature(function).parameters
 
     @functools.wraps(function)
-    def run(*args, log_file, threads=None, matmul_precision=None, gpu_locks=None, **kwargs):
+    def run(
+        *args,
+        log_file,
+        threads=None,
+        matmul_precision=None,
+        gpu_locks=None,
+        jobs_per_gpu=1,
+        **kwargs,
+    ):
         try:
             with contextlib.ExitStack() as job:
                 start_log(log_file)
@@ -73,7 +82,9 @@ def stage(function):
                 if "device" in kwargs:
                     from riwae.device import claim_device
 
-                    kwargs["device"] = job.enter_context(claim_device(kwargs["device"], gpu_locks))
+                    kwargs["device"] = job.enter_context(
+                        claim_device(kwargs["device"], gpu_locks, jobs_per_gpu)
+                    )
                 if wants_log_file:
                     kwargs["log_file"] = log_file
                 return function(*args, **kwargs)
@@ -99,7 +110,17 @@ def fetch_mnist(mnist, source, cache_dir):
 
 
 @stage
-def train(mnist, models, histories, timings, settings, checkpoint, device):
+def train(
+    mnist,
+    models,
+    histories,
+    timings,
+    settings,
+    checkpoint,
+    device,
+    checkpoint_minutes=0,
+    cuda_graphs=0,
+):
     """C4's models: one group of models trained as one stacked network (riwae.train)."""
     from riwae.data import load_mnist
     from riwae.io import delete_artifact
@@ -108,9 +129,14 @@ def train(mnist, models, histories, timings, settings, checkpoint, device):
 
     members = [TrainSettings(**member) for member in settings]
     data = load_mnist(mnist)
-    log.info("training %s together on %s", ", ".join(s.name for s in members), device)
     trained, member_histories, timing = train_group(
-        members, data["train_images"], data["test_images"], device, checkpoint
+        members,
+        data["train_images"],
+        data["test_images"],
+        device,
+        checkpoint,
+        checkpoint_seconds=60 * checkpoint_minutes,
+        cuda_graphs=cuda_graphs,
     )
     paths = {"models": models, "histories": histories, "timings": timings}
     save_group(paths, members, trained, member_histories, timing, device)

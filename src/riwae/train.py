@@ -24,7 +24,7 @@ from riwae.bounds import Members, Objective
 from riwae.data import BinarizedMNIST
 from riwae.io import DataError, UserError, load_torch, save_torch, set_aside
 from riwae.models import VAE, StackedVAE
-from riwae.optim import make_optimizer
+from riwae.optim import make_optimizer, set_learning_rate
 
 log = logging.getLogger("riwae")
 
@@ -190,10 +190,6 @@ def heldout_bounds(
     return total / x.shape[1]
 
 
-def save_checkpoint(path: Path, **state) -> None:
-    save_torch(path, state)
-
-
 def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
     """The checkpoint at ``path`` when it belongs to this group, on the CPU (``resume`` puts
     it in place). A damaged one (truncated, altered, or not plain data) is set aside and
@@ -244,26 +240,126 @@ def member_batches(data: BinarizedMNIST, members, generators, fixed):
         yield xs[0][None] if len(xs) == 1 else torch.stack(xs)
 
 
-def train_group(
-    members: list[TrainSettings],
-    train_images,
-    heldout_images,
-    device: torch.device,
-    checkpoint_path: str | Path,
-    stop_after_epochs: int | None = None,
-    progress: bool = True,
-) -> tuple[list[VAE], list[pd.DataFrame], pd.DataFrame]:
-    """Train a group of models; returns them, their histories (one row per epoch) and the
-    group's wall time per epoch.
+class TrainingSteps:
+    """A group's training steps, ``steps_per_call`` at a time, on static buffers: the
+    minibatch indices of the next steps are copied into one buffer, and each step reads its
+    members' images through it (binarised there by each member's generator), draws, steps
+    the optimizer and adds the bounds to ``total``. So the steps hold no tensor from outside
+    but the buffer, and on CUDA, with ``graphs``, they are captured once per learning rate
+    as one CUDA graph and replayed (``torch.cuda.graph``, every member's generator
+    registered with it). Without ``graphs`` the same steps run eagerly: the same
+    operations in the same order, each member's generator consumed as ``member_batches``
+    and ``training_step`` consume it."""
 
-    Resumes from ``checkpoint_path`` when it holds a checkpoint of the same group, and writes
-    one there after every epoch. ``stop_after_epochs`` ends early (as an interruption would),
-    leaving the checkpoint for a later call to resume from.
-    """
-    check_group(members)
+    def __init__(self, stack, group, optimizer, data, generators, fixed, steps_per_call, graphs):
+        self.stack, self.group, self.optimizer = stack, group, optimizer
+        self.data, self.generators, self.fixed = data, generators, fixed
+        self.batch_size = group.members[0].batch_size
+        members, device = len(group.members), data.device
+        self.index = torch.zeros(
+            (steps_per_call, members, self.batch_size), dtype=torch.long, device=device
+        )
+        self.total = torch.zeros(members, device=device)
+        self.graphs = graphs and device.type == "cuda"
+        self.warm = False  # whether steps ran before a capture
+        self.graph, self.graph_lr = None, None  # the graph, captured at learning rate graph_lr
+
+    def step(self, index: torch.Tensor) -> None:
+        """One step on the minibatches ``index`` ``[M, batch]`` (rows of the images)."""
+        xs = [
+            self.data.binarize(self.data.pixels[i], g) if f is None else f[i].float()
+            for i, g, f in zip(index, self.generators, self.fixed, strict=True)
+        ]
+        x = xs[0][None] if len(xs) == 1 else torch.stack(xs)
+        bound = training_step(self.stack, self.group, self.optimizer, x, self.generators)
+        self.total += bound.sum(1)  # stays on the device: no wait for the host
+
+    def steps(self) -> None:
+        for index in self.index:
+            self.step(index)
+
+    def epoch_calls(self):
+        """One epoch's minibatch indices, ``[steps_per_call, M, batch]`` a call: each
+        member's order from its generator (drawn as ``BinarizedMNIST.batches`` draws it),
+        then, one step a call, the steps left over (a short last minibatch among them)."""
+        data, batch, per_call = self.data, self.batch_size, len(self.index)
+        order = torch.stack(
+            [torch.randperm(len(data), generator=g, device=data.device) for g in self.generators]
+        )
+        count = len(data) // batch // per_call
+        whole = count * per_call * batch
+        calls = order[:, :whole].view(len(order), count, per_call, batch).transpose(0, 1)
+        yield from calls.transpose(1, 2)
+        for start in range(whole, len(data), batch):
+            yield order[None, :, start : start + batch]
+
+    def run(self, indices: torch.Tensor, lr: float) -> None:
+        """The steps of ``indices`` ``[steps, M, batch]`` at learning rate ``lr``: through
+        the buffer (and the graph) when they fill it, else one by one, eagerly."""
+        if indices.shape != self.index.shape:
+            for index in indices:
+                self.step(index)
+            return
+        self.index.copy_(indices)
+        if not self.graphs:
+            self.steps()
+        elif not self.warm:
+            # The first steps run eagerly on a side stream: they create the optimizer's
+            # state and every kernel's workspace before anything is captured.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.steps()
+            torch.cuda.current_stream().wait_stream(side)
+            self.warm = True
+        else:
+            if self.graph_lr != lr:
+                self._capture(lr)
+            self.graph.replay()
+
+    def _capture(self, lr: float) -> None:
+        """Capture the steps at ``lr`` (the optimizers read it as a number, which the graph
+        keeps): once per learning rate. Capture records without computing, and a replay
+        advances each generator as the eager steps would."""
+        self.graph = None
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        for generator in self.generators:  # each draw of a replay advances its generator
+            graph.register_generator_state(generator)
+        with torch.cuda.graph(graph):
+            self.steps()
+        self.graph, self.graph_lr = graph, lr
+
+
+@dataclass
+class GroupSetup:
+    """What training a group starts from: its data on the device, each member's held-out
+    images, fixed pixels (or None) and generator, the stacked network and the optimizer."""
+
+    data: BinarizedMNIST
+    heldout_x: torch.Tensor
+    fixed: list
+    generators: list[torch.Generator]
+    stack: StackedVAE
+    group: Group
+    optimizer: torch.optim.Optimizer
+
+    def steps(self, cuda_graphs: int = 0) -> "TrainingSteps":
+        """The training steps, ``cuda_graphs`` at a time as one CUDA graph (0: eagerly)."""
+        return TrainingSteps(
+            self.stack,
+            self.group,
+            self.optimizer,
+            self.data,
+            self.generators,
+            self.fixed,
+            max(1, cuda_graphs),
+            cuda_graphs > 0,
+        )
+
+
+def build_group(members: list[TrainSettings], train_images, heldout_images, device) -> GroupSetup:
     first = members[0]
-    checkpoint_path = Path(checkpoint_path)
-    fingerprint = group_fingerprint(members)
     train_images = train_images[: first.train_images]
     data = BinarizedMNIST(train_images, device)
     heldout = BinarizedMNIST(heldout_images[: first.heldout_images], device)
@@ -280,6 +376,51 @@ def train_group(
     ).to(device)
     group = Group(members, device)
     optimizer = make_optimizer(first.optimizer, stack.parameters(), first.lr, first.adam_eps)
+    return GroupSetup(data, heldout_x, fixed, generators, stack, group, optimizer)
+
+
+def checkpoint_due(
+    epoch: int, learning_rates: list[float], since_last: float, checkpoint_seconds: float
+) -> bool:
+    """Whether the end of epoch ``epoch`` (0-based) writes a checkpoint: at the end of every
+    learning-rate stage (the last epoch included), and otherwise once ``checkpoint_seconds``
+    have passed since the last one (0: every epoch)."""
+    if epoch + 1 == len(learning_rates) or learning_rates[epoch + 1] != learning_rates[epoch]:
+        return True
+    return since_last >= checkpoint_seconds
+
+
+def train_group(
+    members: list[TrainSettings],
+    train_images,
+    heldout_images,
+    device: torch.device,
+    checkpoint_path: str | Path,
+    stop_after_epochs: int | None = None,
+    progress: bool = True,
+    checkpoint_seconds: float = 0.0,
+    cuda_graphs: int = 0,
+) -> tuple[list[VAE], list[pd.DataFrame], pd.DataFrame]:
+    """Train a group of models; returns them, their histories (one row per epoch) and the
+    group's wall time per epoch.
+
+    Resumes from ``checkpoint_path`` when it holds a checkpoint of the same group, and writes
+    one there at the end of every learning-rate stage and of any epoch that ends
+    ``checkpoint_seconds`` or more after the last one (0: every epoch). ``stop_after_epochs``
+    ends early (as an interruption would), leaving the last checkpoint for a later call to
+    resume from. ``cuda_graphs``: on CUDA, capture that many steps as one CUDA graph and
+    replay it (0: eager steps; see ``TrainingSteps``).
+    """
+    check_group(members)
+    log.info("training %s together on %s", ", ".join(s.name for s in members), device)
+    for member in members:
+        log.info("%s: %s", member.name, member)
+    first = members[0]
+    checkpoint_path = Path(checkpoint_path)
+    fingerprint = group_fingerprint(members)
+    setup = build_group(members, train_images, heldout_images, device)
+    data, heldout_x, generators = setup.data, setup.heldout_x, setup.generators
+    stack, group, optimizer = setup.stack, setup.group, setup.optimizer
     learning_rates = first.learning_rates()
     histories: list[list[dict]] = [[] for _ in members]
     timing: list[dict] = []
@@ -290,30 +431,32 @@ def train_group(
         log.info(
             "resumed from epoch %d of %d (%s)", len(timing), len(learning_rates), checkpoint_path
         )
+    saved_epoch, saved_at = len(timing), time.perf_counter()
 
+    runner = setup.steps(cuda_graphs)
     steps = math.ceil(len(data) / first.batch_size)
     for epoch in range(len(timing), len(learning_rates)):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             break
-        for param_group in optimizer.param_groups:
-            param_group["lr"] = learning_rates[epoch]
+        lr = learning_rates[epoch]
+        set_learning_rate(optimizer, lr)
         start = time.perf_counter()
-        total = torch.zeros(len(members), device=device)
-        for x in tqdm(
-            member_batches(data, members, generators, fixed),
+        runner.total.zero_()
+        with tqdm(
             total=steps,
             disable=not progress,
             desc=f"epoch {epoch + 1}/{len(learning_rates)}",
             mininterval=2,
-        ):
-            bound = training_step(stack, group, optimizer, x, generators)
-            total += bound.sum(1)  # stays on the device: no wait for the host
-        train_bound = (total / len(data)).tolist()  # the epoch's one wait for the host
+        ) as bar:
+            for indices in runner.epoch_calls():
+                runner.run(indices, lr)
+                bar.update(len(indices))
+        train_bound = (runner.total / len(data)).tolist()  # the epoch's one wait for the host
         for settings, value in zip(members, train_bound, strict=True):
             if not math.isfinite(value):
                 last_good = (
-                    f"the last good state is in {checkpoint_path} (end of epoch {epoch})"
-                    if epoch
+                    f"the last good state is in {checkpoint_path} (end of epoch {saved_epoch})"
+                    if saved_epoch
                     else "no epoch had finished yet"
                 )
                 raise TrainingError(
@@ -328,19 +471,24 @@ def train_group(
                     "epoch": epoch + 1,
                     "train_bound": train_value,
                     "heldout_bound": held_value,
-                    "lr": learning_rates[epoch],
+                    "lr": lr,
                 }
             )
         timing.append({"epoch": epoch + 1, "seconds": time.perf_counter() - start})
-        save_checkpoint(
-            checkpoint_path,
-            fingerprint=fingerprint,
-            model=dict(stack.state_dict()),
-            optimizer=optimizer.state_dict(),
-            generators=[g.get_state() for g in generators],
-            histories=histories,
-            timing=timing,
-        )
+        since = time.perf_counter() - saved_at
+        if checkpoint_due(epoch, learning_rates, since, checkpoint_seconds):
+            save_torch(
+                checkpoint_path,
+                {
+                    "fingerprint": fingerprint,
+                    "model": dict(stack.state_dict()),
+                    "optimizer": optimizer.state_dict(),
+                    "generators": [g.get_state() for g in generators],
+                    "histories": histories,
+                    "timing": timing,
+                },
+            )
+            saved_epoch, saved_at = epoch + 1, time.perf_counter()
     models = [stack.member(m).eval() for m in range(len(members))]
     timing_frame = pd.DataFrame(timing, columns=["epoch", "seconds"]).assign(
         models_in_group=len(members)

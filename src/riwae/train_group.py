@@ -9,8 +9,9 @@ Config files are read as Snakemake reads them: config/config.yaml first, then ea
 over it. The group, its members' settings and every path are those of the rule
 (``results/<run>/models/<model>/``, ``results/<run>/checkpoints/<group>.pt``,
 ``results/<run>/logs/train/<group>.log``). Stopped early (Ctrl-C, ``timeout -s INT``), it
-leaves the checkpoint of the last finished epoch, from which the next call, or the rule,
-resumes. It does not validate the config: run it on configs the pipeline accepts.
+leaves its last checkpoint (written at every learning-rate stage's end and every
+``checkpoint_minutes``), from which the next call, or the rule, resumes. It does not
+validate the config: run it on configs the pipeline accepts.
 """
 
 import argparse
@@ -47,6 +48,9 @@ def group_job(config: dict, group: str) -> dict:
         "checkpoint": f"{run}/checkpoints/{group}.pt",
         "device": config["device"],
         "gpu_locks": f"{run}/locks",
+        "jobs_per_gpu": config["jobs_per_gpu"],
+        "checkpoint_minutes": config["checkpoint_minutes"],
+        "cuda_graphs": config["cuda_graphs"],
         "matmul_precision": config["matmul_precision"],
         "threads": config["threads_per_job"],
         "log_file": f"{run}/logs/train/{group}.log",

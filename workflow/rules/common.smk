@@ -18,7 +18,12 @@ from riwae.config import (
     validation_sentence,
 )
 from riwae.io import UserError, hold_run_lock
-from riwae.device import tf32_override_problem, uses_gpu, visible_gpu_memory
+from riwae.device import (
+    tf32_override_problem,
+    uses_gpu,
+    visible_gpu_count,
+    visible_gpu_memory,
+)
 from riwae.spec import model_specs, training_groups
 
 
@@ -138,9 +143,16 @@ def settings_of(section, *keys):
 # from the config alone, so that every machine reading this file finds the same rules.
 GROUPS = training_groups(REPLICATES, config["training_groups"], config["device"])
 
-# GPU jobs declare gpu=1, so `--resources gpu=N` runs at most N at once, each on a GPU of its
-# own (riwae.device.claim_device); on the CPU they declare none and run side by side.
+# GPU jobs declare gpu=1: one of `jobs_per_gpu` slots of a GPU (riwae.device.claim_device).
+# Snakemake runs as many at once as the resource allows: `--resources gpu=N` when given,
+# else the visible GPUs (at least one, for a submitting host without any) times
+# jobs_per_gpu. On the CPU they declare none and run side by side.
 GPU_JOBS = 1 if uses_gpu(config["device"]) else 0
+JOBS_PER_GPU = config["jobs_per_gpu"]
+if GPU_JOBS:
+    workflow.resource_settings.resources.setdefault(
+        "gpu", max(1, visible_gpu_count()) * JOBS_PER_GPU
+    )
 
 # How every job that computes computes: the precision of float32 matrix products, and for
 # the jobs on the device, where the locks of the GPUs they hold live.

@@ -20,6 +20,7 @@ rule evaluate:
         seed=config["seed"],
         device=config["device"],
         gpu_locks=GPU_LOCKS,
+        jobs_per_gpu=JOBS_PER_GPU,
         matmul_precision=MATMUL_PRECISION,
     run:
         stages.evaluate(**input, **output, **params, threads=threads, log_file=log[0])

@@ -40,6 +40,7 @@ if MODELS_2D:
             seed=config["seed"],
             device=config["device"],
             gpu_locks=GPU_LOCKS,
+            jobs_per_gpu=JOBS_PER_GPU,
             matmul_precision=MATMUL_PRECISION,
         run:
             stages.exact_loglik(

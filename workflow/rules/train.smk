@@ -32,9 +32,20 @@ for group, members in GROUPS.items():
             checkpoint=f"{RUN}/checkpoints/{group}.pt",
             device=config["device"],
             gpu_locks=GPU_LOCKS,
+            jobs_per_gpu=JOBS_PER_GPU,
             matmul_precision=MATMUL_PRECISION,
         run:
-            stages.train(**input, **output, **params, threads=threads, log_file=log[0])
+            # How the steps run and how often a checkpoint is written change no number:
+            # read here, not params, so that changing them retrains nothing.
+            stages.train(
+                **input,
+                **output,
+                **params,
+                threads=threads,
+                checkpoint_minutes=config["checkpoint_minutes"],
+                cuda_graphs=config["cuda_graphs"],
+                log_file=log[0],
+            )
 
     overwritten = workflow.resource_settings.overwrite_resources
     if "train" in overwritten and f"train_{group}" not in overwritten:

@@ -344,11 +344,11 @@ def test_estimator_comparison_sets_dreg_beside_the_plain_model(smoke_artifacts):
 
 def test_real_digit_posteriors_are_normalised(smoke_artifacts):
     from riwae.grid import box_grid
-    from riwae.posterior import unflatten_digits
+    from riwae.io import read_npz_list
 
-    arrays_path = smoke_artifacts / SMOKE / "figures/digit_posteriors_cremer2d-iwae-k5.npz"
-    with np.load(arrays_path) as arrays:
-        digits = unflatten_digits(arrays)
+    digits = read_npz_list(
+        smoke_artifacts / SMOKE / "figures/digit_posteriors_cremer2d-iwae-k5.npz"
+    )
     assert len(digits) == 1
     digit = digits[0]
     grid = box_grid(
@@ -363,7 +363,7 @@ def test_real_digit_posteriors_are_normalised(smoke_artifacts):
 
 
 def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_artifacts):
-    from riwae.posterior import unflatten_digits
+    from riwae.io import read_npz_list
 
     summary = pd.read_csv(smoke_artifacts / SMOKE / "tables/exact_loglik.csv")
     models = MODELS_2D
@@ -382,8 +382,7 @@ def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_artifacts):
         assert mine.difference.mean() > -3 * mine.difference.std() / np.sqrt(20)
     markdown = (smoke_artifacts / SMOKE / "tables/exact_loglik.md").read_text()
     assert "| cremer2d-iwae-k5 | 20 |" in markdown and "Quadrature checks" in markdown
-    with np.load(smoke_artifacts / SMOKE / "figures/exact_loglik.npz") as arrays:
-        panels = unflatten_digits(arrays)
+    panels = read_npz_list(smoke_artifacts / SMOKE / "figures/exact_loglik.npz")
     assert [str(p["model"]) for p in panels] == [m for m in models for _ in range(2)]
     # The images of this stage (and of the evaluation), binarised for the training device,
     # are the CPU's pixels of the same test images, as every other stage's.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from riwae.data import ARRAY_SHA256
 from riwae.io import sha256_file, verify_artifacts
 from riwae.spec import training_device
 
@@ -83,7 +84,12 @@ def build_manifest(
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
         "versions": versions(),
         "training_devices": training_devices(model_paths),
-        "data": {"path": str(data_path), "sha256": sha256_file(data_path)},
+        # The arrays' pinned hashes, verified whenever the data are loaded.
+        "data": {
+            "path": str(data_path),
+            "sha256": sha256_file(data_path),
+            "arrays_sha256": ARRAY_SHA256,
+        },
         "stage_seconds": stage_times(Path(run_dir) / "benchmarks"),
         # Identical runs give identical artifacts; timing files are listed apart.
         "artifacts": {path: digest for path, digest in hashes.items() if not is_timing(path)},

@@ -721,3 +721,63 @@ def exact_loglik_figure(per_image, arrays, png, pdf, style, log_file):
     figure = exact_loglik(pd.read_csv(per_image), panels, style)
     save_figure(figure, [png, pdf], style["dpi"])
     log.info("wrote %s", png)
+
+
+@stage
+def gradient_snr(data, model, table, settings, seed, device, model_name, threads, log_file):
+    """The signal-to-noise ratio of the encoder's and the decoder's gradient of the IWAE
+    bound at a trained model's weights, for each k and estimator (riwae.snr)."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from riwae.data import binarized_test_images
+    from riwae.snr import gradient_snr
+    from riwae.train import load_model
+
+    log = start_log(log_file)
+    torch.set_num_threads(threads)
+    vae, _ = load_model(model, device)
+    x = binarized_test_images(data, seed, settings["images"], device)
+    frames = []
+    for estimator in settings["estimators"]:
+        start = time.perf_counter()
+        frames.append(
+            gradient_snr(
+                vae, x, settings["k"], "iwae", estimator, repeats=settings["repeats"], seed=seed
+            )
+        )
+        log.info("%s, %s: %.1f s", model_name, estimator, time.perf_counter() - start)
+    result = pd.concat(frames, ignore_index=True)
+    result.insert(0, "model", model_name)
+    log.info("\n%s", result.to_string(index=False))
+    write_csv(table, result)
+
+
+@stage
+def gradient_snr_tables(tables, table, markdown, html, slopes, log_file):
+    """Every model's gradient SNR in one table, its markdown and the slopes in k."""
+    import pandas as pd
+
+    from riwae.snr import snr_markdown, snr_slopes
+
+    log = start_log(log_file)
+    every = pd.concat([pd.read_csv(path) for path in tables], ignore_index=True)
+    text = snr_markdown(every)
+    write_csv(table, every)
+    write_csv(slopes, snr_slopes(every))
+    write_text(markdown, text)
+    write_text(html, markdown_page(text, "Gradient signal-to-noise ratio against k"))
+    log.info("\n%s", text)
+
+
+@stage
+def gradient_snr_figure(table, png, pdf, style, log_file):
+    import pandas as pd
+
+    from riwae.plots import gradient_snr, save_figure
+
+    log = start_log(log_file)
+    save_figure(gradient_snr(pd.read_csv(table), style), [png, pdf], style["dpi"])
+    log.info("wrote %s", png)

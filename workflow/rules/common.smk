@@ -150,6 +150,7 @@ CATEGORY = {
     "C4": "C4 IWAE and VAE on MNIST",
     "C5": "C5 Appendix, a 1D posterior",
     "digits": "Posteriors of real digits",
+    "objectives": "Objectives after IWAE",
     "provenance": "Provenance",
 }
 

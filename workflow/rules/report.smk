@@ -40,6 +40,8 @@ ARTIFACTS = [
     *expand(rules.digit_posteriors_figure.output, model2d=MODELS_2D),
     *expand(rules.latent_space.output, model2d=MODELS_2D),
     *expand(rules.latent_space_figure.output, model2d=MODELS_2D),
+    *(rules.gradient_snr_tables.output if SNR_MODELS else []),
+    *(rules.gradient_snr_figure.output if SNR_MODELS else []),
 ]
 
 

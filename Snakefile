@@ -25,6 +25,7 @@ include: "workflow/rules/appendix.smk"
 include: "workflow/rules/estimators.smk"
 include: "workflow/rules/exact_loglik.smk"
 include: "workflow/rules/snr.smk"
+include: "workflow/rules/through_qiw.smk"
 include: "workflow/rules/report.smk"
 
 

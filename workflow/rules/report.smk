@@ -42,6 +42,7 @@ ARTIFACTS = [
     *expand(rules.latent_space_figure.output, model2d=MODELS_2D),
     *(rules.gradient_snr_tables.output if SNR_MODELS else []),
     *(rules.gradient_snr_figure.output if SNR_MODELS else []),
+    *(rules.through_qiw.output if MODELS_2D else []),
 ]
 
 

@@ -169,6 +169,7 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
         "appendix_figure",
         "exact_loglik_figure",
         "gradient_snr_figure",
+        "through_qiw_figure",
     }
     # The manifest hashes the new figures, the notebook and the report show them: all follow.
     assert planned == figures | {"run_config", "manifest", "notebook", "html_report", "all"}, stats
@@ -188,6 +189,7 @@ def test_matmul_precision_reruns_every_stage_that_computes(smoke_run):
         "exact_loglik",
         "gradient_snr",
         "through_qiw",
+        "through_qiw_posteriors",
         "identity",
         "marginal",
         "reconstruct",
@@ -423,6 +425,8 @@ def test_smoke_run_objectives_through_qiw(smoke_artifacts):
     for row in table.itertuples():
         assert row.qiw_reconstruction_gain == pytest.approx(gain[row.base_model])
     assert "KL(q ‖ p(z|x))" in (tables / "through_qiw.md").read_text()
+    for suffix in ("png", "pdf"):
+        assert (smoke_artifacts / SMOKE / f"figures/through_qiw.{suffix}").stat().st_size > 10_000
 
 
 def test_manifest_records_the_run_and_hashes_every_artifact(smoke_artifacts):

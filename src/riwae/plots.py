@@ -326,9 +326,10 @@ def mass_box(x_axis, y_axis, log_density, mass: float = 0.99, margin: float = 0.
 
 
 def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict):
-    """Rows: test digits. Columns: the binarised digit, its true posterior p(z|x) (grid,
-    normalised by quadrature), then q_IW for each k (k = 1 is q). Each density panel on its
-    own colour scale; every panel of a row zoomed to where its posterior lies."""
+    """Rows: test digits (labelled by their ``label`` where they have one). Columns: the
+    binarised digit, its true posterior p(z|x) (grid, normalised by quadrature), then q_IW
+    for each k (k = 1 is q). Each density panel on its own colour scale; every panel of a
+    row zoomed to where its posterior lies."""
     sns.set_theme(style="white", context=style.get("context", "paper"))
     size = style.get("panel_size", 2.6) * 0.8
     columns = 2 + len(ks)
@@ -339,7 +340,7 @@ def digit_posteriors(digits: list[dict], ks: list[int], title: str, style: dict)
         row[0].imshow(digit["image"], cmap="gray", vmin=0, vmax=1)
         row[0].set_xticks([])
         row[0].set_yticks([])
-        row[0].set_ylabel(f"test image {digit['index']}")
+        row[0].set_ylabel(str(digit.get("label", f"test image {digit['index']}")))
         panels = [("p(z|x)", digit["log_posterior"])] + [
             (f"$q_{{IW}}$, k = {k}" + (" (= q)" if k == 1 else ""), digit[f"log_qiw_k{k}"])
             for k in ks

@@ -860,3 +860,47 @@ def through_qiw(
     write_text(markdown, text)
     write_text(html, markdown_page(text, "Each objective's q and q_IW on the 2D models"))
     log.info("\n%s", text)
+
+
+@stage
+def through_qiw_posteriors(
+    data, models, arrays, settings, figure_settings, model_names, seed, log_file
+):
+    """One test digit's posterior with q and q_IW under each 2D model (the first digit of
+    the digit_posteriors stage), for the objectives figure."""
+    import torch
+
+    from riwae.data import binarized_test_images, chosen_images
+    from riwae.posterior import digit_posterior_arrays, flatten_digits
+    from riwae.train import load_model
+
+    log = start_log(log_file)
+    test = binarized_test_images(data, seed)
+    index = chosen_images(1, len(test), seed)
+    digits = []
+    for name, path in zip(model_names, models, strict=True):
+        (digit,) = digit_posterior_arrays(
+            load_model(path)[0].double(),
+            test[index].double(),
+            index,
+            settings["figure_k"],
+            figure_settings["posterior_grid_limit"],
+            figure_settings["posterior_grid_size"],
+            figure_settings["posterior_sample_sets"],
+            torch.Generator().manual_seed(seed),
+        )
+        digits.append({**digit, "label": name})
+    write_npz(arrays, flatten_digits(digits))
+    log.info("test image %s under %s", index[0], ", ".join(model_names))
+
+
+@stage
+def through_qiw_figure(arrays, png, pdf, ks, style, log_file):
+    from riwae.plots import digit_posteriors, save_figure
+    from riwae.posterior import unflatten_digits
+
+    log = start_log(log_file)
+    digits = unflatten_digits(read_npz(arrays))
+    title = f"test image {int(digits[0]['index'])}: q and q_IW under each objective"
+    save_figure(digit_posteriors(digits, ks, title, style), [png, pdf], style["dpi"])
+    log.info("wrote %s", png)

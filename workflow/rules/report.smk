@@ -43,6 +43,8 @@ ARTIFACTS = [
     *(rules.gradient_snr_tables.output if SNR_MODELS else []),
     *(rules.gradient_snr_figure.output if SNR_MODELS else []),
     *(rules.through_qiw.output if MODELS_2D else []),
+    *(rules.through_qiw_posteriors.output if MODELS_2D else []),
+    *(rules.through_qiw_figure.output if MODELS_2D else []),
 ]
 
 

@@ -37,3 +37,42 @@ rule through_qiw:
         stages.through_qiw(
             **input, **output, **params, threads=threads, log_file=log[0]
         )
+
+
+rule through_qiw_posteriors:
+    input:
+        data="resources/mnist.npz",
+        models=expand(TRAINED["model"], model=MODELS_2D),
+    output:
+        arrays=f"{RUN}/figures/through_qiw.npz",
+    log:
+        f"{RUN}/logs/through_qiw_posteriors.log",
+    benchmark:
+        f"{RUN}/benchmarks/through_qiw_posteriors.tsv"
+    params:
+        settings=config["through_qiw"],
+        figure_settings=config["figures"],
+        model_names=MODELS_2D,
+        seed=config["seed"],
+        matmul_precision=MATMUL_PRECISION,
+    run:
+        stages.through_qiw_posteriors(**input, **output, **params, log_file=log[0])
+
+
+rule through_qiw_figure:
+    input:
+        arrays=rules.through_qiw_posteriors.output.arrays,
+    output:
+        **figure(
+            "through_qiw",
+            "through_qiw_figure",
+            "objectives",
+            "Figure: one digit's posterior with q and q_IW under each objective",
+        ),
+    log:
+        f"{RUN}/logs/through_qiw_figure.log",
+    params:
+        ks=config["through_qiw"]["figure_k"],
+        style=config["plot"],
+    run:
+        stages.through_qiw_figure(**input, **output, **params, log_file=log[0])

@@ -38,17 +38,25 @@ def save_figure(fig, paths, dpi: int) -> None:
 # How a model looks in every figure: colour by objective, estimator and k, marker by
 # architecture.
 K1_COLOUR = "0.3"  # at k = 1 VAE and IWAE coincide: one grey
-OBJECTIVE_COLOURS = {"vae": "Blues", "iwae": "Reds"}
+OBJECTIVE_COLOURS = {
+    "vae": "Blues",
+    "iwae": "Reds",
+    "miwae": "Oranges",
+    "ciwae": "YlGn",
+    "piwae": "RdPu",
+}
 ESTIMATOR_COLOURS = {"stl": "Greens", "dreg": "Purples"}  # other than the plain gradient
 ARCH_MARKERS = {"burda1": "o", "burda2": "^", "cremer2d": "s"}
 MODEL_NAME = re.compile(
-    r"(?P<arch>.+)-(?P<objective>vae|iwae)-k(?P<k>\d+)(-(?P<estimator>stl|dreg))?(-seed\d+)?"
+    r"(?P<arch>.+)-(?P<objective>vae|iwae|miwae|ciwae|piwae)(-b[0-9.]+)?(-m\d+)?-k(?P<k>\d+)"
+    r"(-(?P<estimator>stl|dreg))?(-seed\d+)?"
 )
 
 
 def model_parts(model: str) -> tuple[str, str, int]:
-    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>[-<estimator>]``
-    (and ``-seed<s>`` for a model's other seeds)."""
+    """``(arch, objective, k)`` of a model name ``<arch>-<objective>-k<k>[-<estimator>]``,
+    with ``-b<beta>`` or ``-m<m>`` before k for the objectives that have them (and
+    ``-seed<s>`` for a model's other seeds)."""
     parts = MODEL_NAME.fullmatch(model)
     return parts["arch"], parts["objective"], int(parts["k"])
 

@@ -10,11 +10,13 @@ import torch
 from test_exact import QUADRATURE, LinearGaussianJoint, linear_gaussian
 
 from riwae.exact import exact_log_evidence
+from riwae.html_tables import markdown_page
 from riwae.through_qiw import (
     elbo_of_q,
     hermite_rule,
     iwae_bound_of_q,
     model_summary,
+    objectives_markdown,
     over_seeds,
     per_image_table,
     posterior_spread,
@@ -124,5 +126,13 @@ def test_summary_and_spread_over_seeds():
          "kl": [1.0, 2.0, 6.0, 4.0]}
     )  # fmt: skip
     spread = over_seeds(rows).set_index("base_model")
+    # The markdown is a pipe table the report's HTML pages can read: one cell per column.
+    table = over_seeds(
+        pd.DataFrame([{**summary, "base_model": "m", "qiw_reconstruction_gain": 3.0}] * 2)
+    )
+    lines = objectives_markdown(table).splitlines()
+    assert len({line.count("|") for line in lines[:3]}) == 1
+    assert "| m | 50 | -12.00 (sd 0.00) |" in lines[2]
+    markdown_page(objectives_markdown(table), "title")  # splits every row into its cells
     assert spread.kl["a"] == 3.0 and spread.kl_seed_sd["a"] == pytest.approx(math.sqrt(7))
     assert spread.seeds.to_dict() == {"a": 3, "b": 1} and math.isnan(spread.kl_seed_sd["b"])

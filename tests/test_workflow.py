@@ -424,7 +424,8 @@ def test_smoke_run_objectives_through_qiw(smoke_artifacts):
     gain = metric[metric.source == "q_IW - q"].groupby("base_model").log_p_x_given_z.mean()
     for row in table.itertuples():
         assert row.qiw_reconstruction_gain == pytest.approx(gain[row.base_model])
-    assert "KL(q ‖ p(z|x))" in (tables / "through_qiw.md").read_text()
+    assert "| KL(q ‖ posterior): mean |" in (tables / "through_qiw.md").read_text()
+    assert (tables / "through_qiw.html").read_text().count("<tr>") == 1 + len(MODELS_2D)
     for suffix in ("png", "pdf"):
         assert (smoke_artifacts / SMOKE / f"figures/through_qiw.{suffix}").stat().st_size > 10_000
 

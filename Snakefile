@@ -24,6 +24,8 @@ include: "workflow/rules/latent_space.smk"
 include: "workflow/rules/appendix.smk"
 include: "workflow/rules/estimators.smk"
 include: "workflow/rules/exact_loglik.smk"
+include: "workflow/rules/snr.smk"
+include: "workflow/rules/through_qiw.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -4,6 +4,8 @@ reproducibility and parameters without a gradient."""
 
 import warnings
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_estimators import member_models
@@ -14,7 +16,15 @@ from test_train import synthetic_images
 from riwae.bounds import Members, Objective
 from riwae.data import BinarizedMNIST
 from riwae.models import StochasticLayers
-from riwae.snr import Moments, gradient_snr, repeat_gradients, snr_table
+from riwae.snr import (
+    Moments,
+    gradient_snr,
+    noise_floor,
+    repeat_gradients,
+    snr_markdown,
+    snr_slopes,
+    snr_table,
+)
 from riwae.targets import DiagGaussian
 
 
@@ -199,3 +209,87 @@ def test_too_few_repeats_are_refused():
     model, x = vae_and_images("burda1", 1)
     with pytest.raises(ValueError, match="repeats = 1: a standard deviation needs 2 or more"):
         gradient_snr(model, x, [1], repeats=1)
+
+
+def test_a_gradient_without_signal_shows_the_noise_floor():
+    """Zero-mean gradients: the mean over 20,000 parameters of |mean| / std over 100
+    repeats is sqrt(2 / pi) / sqrt(100) = 0.0798, up to the Student-t correction of about
+    (1 + 1 / (4 x 99)) and a standard error of 0.0004; a gradient of SNR 1 is far above it."""
+    g = torch.Generator().manual_seed(3)
+    moments = Moments()
+    moments.add(torch.randn(100, 20000, generator=g, dtype=torch.float64))
+    assert noise_floor(100) == pytest.approx(0.0798, abs=1e-4)
+    assert moments.snr().mean().item() == pytest.approx(noise_floor(100), rel=0.02)
+    signal = Moments()
+    signal.add(1.0 + torch.randn(100, 2000, generator=g, dtype=torch.float64))
+    assert signal.snr().mean().item() > 10 * noise_floor(100)
+
+
+def power_law_table(models=("a", "b")) -> pd.DataFrame:
+    """A gradient_snr table whose encoder SNR is 0.5 / sqrt(k) and decoder SNR 0.2 sqrt(k)
+    exactly, for two estimators and models."""
+    rows = [
+        {
+            "model": model,
+            "objective": "iwae",
+            "estimator": estimator,
+            "k": k,
+            "network": network,
+            "mean_snr": 0.5 * k**-0.5 if network == "encoder" else 0.2 * k**0.5,
+            "repeats": 100,
+            "images": 1,
+        }
+        for model in models
+        for estimator in ("reparam", "dreg")
+        for k in (1, 10, 100, 1000)
+        for network in ("encoder", "decoder")
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_slopes_of_power_laws_are_their_exponents():
+    slopes = snr_slopes(power_law_table()).set_index(["model", "network", "estimator"])
+    assert len(slopes) == 8
+    for (_, network, _), row in slopes.iterrows():
+        assert row.slope == pytest.approx(-0.5 if network == "encoder" else 0.5, abs=1e-12)
+        assert (row.k_first, row.k_last) == (1, 1000)
+    assert slopes.loc[("a", "encoder", "reparam")].snr_last == pytest.approx(0.5 / 1000**0.5)
+    assert slopes.noise_floor.eq(noise_floor(100)).all()
+
+
+def test_markdown_has_a_row_per_model_network_and_estimator():
+    text = snr_markdown(power_law_table())
+    lines = text.splitlines()
+    assert (
+        lines[0] == "| model | network | estimator | k = 1 | k = 10 | k = 100 | k = 1000 | slope |"
+    )
+    assert "| a | encoder | reparam | 0.500 | 0.158 | 0.050 | 0.016 | -0.50 |" in lines
+    assert "| b | decoder | dreg | 0.200 | 0.632 | 2.000 | 6.325 | +0.50 |" in lines
+    assert sum(line.startswith("| a |") or line.startswith("| b |") for line in lines) == 8
+    assert "IWAE bound" in text and "100 independent repeats" in text
+
+
+def test_figure_draws_each_estimator_the_slopes_and_the_floor():
+    """One row per model, encoder and decoder panels; in each, a line per estimator, the
+    1/sqrt(k) and sqrt(k) references through the plain gradient's k = 1 value, and the
+    floor."""
+    from riwae.plots import gradient_snr as snr_figure
+
+    table = power_law_table()
+    fig = snr_figure(table, {"dpi": 50})
+    axes = fig.axes
+    assert len(axes) == 4
+    encoder = axes[0]
+    lines = {line.get_label(): line for line in encoder.get_lines()}
+    assert {"reparam", "dreg", "1/sqrt(k)", "sqrt(k)", "no signal"} <= set(lines)
+    np.testing.assert_allclose(
+        lines["1/sqrt(k)"].get_ydata(), 0.5 / np.sqrt([1, 10, 100, 1000]), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        lines["sqrt(k)"].get_ydata(), 0.5 * np.sqrt([1, 10, 100, 1000]), rtol=1e-12
+    )
+    assert lines["no signal"].get_ydata()[0] == pytest.approx(noise_floor(100))
+    assert encoder.get_yscale() == "log" and encoder.get_xscale() == "log"
+    assert [ax.get_title() for ax in axes] == [
+        "a: encoder", "a: decoder", "b: encoder", "b: decoder"
+    ]  # fmt: skip

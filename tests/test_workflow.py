@@ -168,6 +168,8 @@ def test_changed_plot_option_reruns_only_the_figure(smoke_run, tmp_path):
         "latent_space_figure",
         "appendix_figure",
         "exact_loglik_figure",
+        "gradient_snr_figure",
+        "through_qiw_figure",
     }
     # The manifest hashes the new figures, the notebook and the report show them: all follow.
     assert planned == figures | {"run_config", "manifest", "notebook", "html_report", "all"}, stats
@@ -199,6 +201,9 @@ def test_matmul_precision_reruns_every_stage_that_computes(smoke_run):
     assert changed - training == {
         "evaluate",
         "exact_loglik",
+        "gradient_snr",
+        "through_qiw",
+        "through_qiw_posteriors",
         "identity",
         "marginal",
         "reconstruct",
@@ -391,6 +396,51 @@ def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_artifacts):
         assert np.array_equal(panel["image"], images[int(panel["index"])].reshape(28, 28))
     for suffix in ("png", "pdf"):
         assert (smoke_artifacts / SMOKE / f"figures/exact_loglik.{suffix}").stat().st_size > 10_000
+
+
+def test_smoke_run_gradient_snr(smoke_artifacts):
+    """The SNR stage at burda1-iwae-k5's weights: every k, estimator and network; the
+    estimators differ in the encoder's gradient only, and at k = 1 DReG is STL."""
+    tables = smoke_artifacts / SMOKE / "tables"
+    table = pd.read_csv(tables / "gradient_snr.csv")
+    assert set(table.model) == {"burda1-iwae-k5"} and len(table) == 2 * 3 * 2
+    assert set(table.k) == {1, 10} and set(table.estimator) == {"reparam", "stl", "dreg"}
+    assert (table.repeats == 10).all() and (table.images == 1).all()
+    snr = table.set_index(["network", "estimator", "k"]).mean_snr
+    for k in (1, 10):
+        assert snr["decoder", "stl", k] == pytest.approx(snr["decoder", "reparam", k], rel=1e-5)
+        assert snr["decoder", "dreg", k] == pytest.approx(snr["decoder", "reparam", k], rel=1e-5)
+    assert snr["encoder", "dreg", 1] == pytest.approx(snr["encoder", "stl", 1], rel=1e-5)
+    assert len(pd.read_csv(tables / "gradient_snr_slopes.csv")) == 6
+    assert "| burda1-iwae-k5 | encoder | dreg |" in (tables / "gradient_snr.md").read_text()
+    for suffix in ("png", "pdf"):
+        assert (smoke_artifacts / SMOKE / f"figures/gradient_snr.{suffix}").stat().st_size > 10_000
+
+
+def test_smoke_run_objectives_through_qiw(smoke_artifacts):
+    """Every 2D model from both seeds: log p(x) the exact_loglik stage's for the first seed,
+    KL(q || p(z|x)) not negative, and the reconstruction gain the reconstruct stage's."""
+    tables = smoke_artifacts / SMOKE / "tables"
+    table = pd.read_csv(tables / "through_qiw.csv")
+    assert list(table.base_model) == MODELS_2D and (table.seeds == 2).all()
+    per_image = pd.read_csv(tables / "through_qiw_per_image.csv")
+    exact = pd.read_csv(tables / "exact_loglik_per_image.csv")
+    for name in MODELS_2D:
+        mine = per_image[per_image.model == name]
+        assert len(mine) == 20
+        assert list(mine.log_evidence) == pytest.approx(
+            list(exact[exact.model == name].log_evidence), abs=1e-9
+        )
+    assert (per_image.kl_q_posterior > -1e-3).all()
+    assert set(per_image.iwae_k) == {1, 5}
+    metric = pd.read_csv(tables / "reconstruction_metric.csv")
+    gain = metric[metric.source == "q_IW - q"].groupby("base_model").log_p_x_given_z.mean()
+    for row in table.itertuples():
+        assert row.qiw_reconstruction_gain == pytest.approx(gain[row.base_model])
+    assert "| KL(q ‖ posterior): mean |" in (tables / "through_qiw.md").read_text()
+    assert (tables / "through_qiw.html").read_text().count("<tr>") == 1 + len(MODELS_2D)
+    for suffix in ("png", "pdf"):
+        assert (smoke_artifacts / SMOKE / f"figures/through_qiw.{suffix}").stat().st_size > 10_000
 
 
 def test_manifest_records_the_run_and_hashes_every_artifact(smoke_artifacts):

@@ -141,6 +141,12 @@ def quadrature_on_boxes(joint, lower, upper, images: list[int], size: int, max_r
     return rows
 
 
+def quadrature_settings(settings: dict) -> dict:
+    """The settings of the config's ``exact`` section that ``exact_log_evidence`` takes."""
+    keys = ("coarse_limit", "coarse_size", "zoom_size", "mass_outside", "grid_size")
+    return {key: settings[key] for key in (*keys, "max_grid_size", "tolerance")}
+
+
 def exact_log_evidence(
     joint: ModelPosterior,
     coarse_limit: float,
@@ -310,13 +316,11 @@ def exact_loglik_tables(models: dict, evaluations: list[dict], x: torch.Tensor, 
 
     Returns the per-image table, its summary per model, and the figure's panels (each with
     its ``model``)."""
-    quadrature = ("coarse_limit", "coarse_size", "zoom_size", "mass_outside", "grid_size")
-    quadrature += ("max_grid_size", "tolerance")
     tables, panels = [], []
     for (spec, model), evaluation in zip(models.items(), evaluations, strict=True):
         joint = ModelPosterior(model.double(), x.double())
         start = time.perf_counter()
-        exact = exact_log_evidence(joint, **{key: settings[key] for key in quadrature})
+        exact = exact_log_evidence(joint, **quadrature_settings(settings))
         seconds = time.perf_counter() - start
         log.info("%s: %d images by quadrature in %.1f s", spec.name, len(x), seconds)
         table = per_image_table(

@@ -358,9 +358,10 @@ def mass_box(x_axis, y_axis, log_density, mass: float = 0.99, margin: float = 0.
 
 
 def digit_posterior_panels(digits: list[dict], ks: list[int], title: str, style: dict):
-    """Rows: test digits. Columns: the binarised digit, its true posterior p(z|x) (grid,
-    normalised by quadrature), then q_IW for each k (k = 1 is q). Each density panel on its
-    own colour scale; every panel of a row zoomed to where its posterior lies."""
+    """Rows: test digits (labelled by their ``label`` where they have one). Columns: the
+    binarised digit, its true posterior p(z|x) (grid, normalised by quadrature), then q_IW
+    for each k (k = 1 is q). Each density panel on its own colour scale; every panel of a
+    row zoomed to where its posterior lies."""
     sns.set_theme(style="white", context=style.get("context", "paper"))
     size = style.get("panel_size", 2.6) * 0.8
     columns = 2 + len(ks)
@@ -371,7 +372,7 @@ def digit_posterior_panels(digits: list[dict], ks: list[int], title: str, style:
         row[0].imshow(digit["image"], cmap="gray", vmin=0, vmax=1)
         row[0].set_xticks([])
         row[0].set_yticks([])
-        row[0].set_ylabel(f"test image {digit['index']}")
+        row[0].set_ylabel(str(digit.get("label", f"test image {digit['index']}")))
         panels = [("p(z|x)", digit["log_posterior"])] + [
             (f"$q_{{IW}}$, k = {k}" + (" (= q)" if k == 1 else ""), digit[f"log_qiw_k{k}"])
             for k in ks
@@ -578,5 +579,63 @@ def exact_loglik_panels(per_image, panels: list[dict], style: dict):
             density_ax.set_xlabel("$z_1$")
             density_ax.locator_params(nbins=4)
             density_ax.tick_params(labelsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+SNR_ESTIMATOR_COLOURS = {"reparam": "tab:red", "stl": "tab:green", "dreg": "tab:purple"}
+
+
+def gradient_snr(table, style: dict):
+    """Gradient SNR against k, log-log: one row per model, the encoder's and the decoder's
+    panels side by side, one line per estimator. Grey dashes: the slopes 1/sqrt(k) and
+    sqrt(k) through the plain gradient's SNR at the smallest k; dotted: the SNR that a
+    gradient with no signal shows with the table's repeats (riwae.snr.noise_floor)."""
+    from riwae.snr import noise_floor
+
+    sns.set_theme(style="whitegrid", context=style.get("context", "paper"))
+    models = list(dict.fromkeys(table.model))
+    networks = list(dict.fromkeys(table.network))
+    size = style.get("panel_size", 2.6) + 0.6
+    fig, axes = plt.subplots(
+        len(models),
+        len(networks),
+        figsize=(size * len(networks) + 1.6, size * len(models)),
+        squeeze=False,
+    )
+    floor = noise_floor(int(table.repeats.iloc[0]))
+    ks = np.array(sorted(table.k.unique()), dtype=float)
+    for row, model in zip(axes, models, strict=True):
+        for ax, network in zip(row, networks, strict=True):
+            frame = table[(table.model == model) & (table.network == network)]
+            for estimator, lines in frame.groupby("estimator", sort=False):
+                lines = lines.sort_values("k")
+                ax.plot(
+                    lines.k,
+                    lines.mean_snr,
+                    marker="o",
+                    markersize=3,
+                    color=SNR_ESTIMATOR_COLOURS.get(estimator, "0.3"),
+                    label=estimator,
+                )
+            first = frame[frame.k == frame.k.min()].set_index("estimator").mean_snr
+            anchor = first.get("reparam", first.iloc[0])
+            for power, dashes, label in ((-0.5, (4, 2), "1/sqrt(k)"), (0.5, (1.5, 1.5), "sqrt(k)")):
+                ax.plot(
+                    ks,
+                    anchor * (ks / ks[0]) ** power,
+                    color="0.55",
+                    dashes=dashes,
+                    linewidth=1,
+                    label=label,
+                )
+            ax.axhline(floor, color="0.3", linestyle=":", linewidth=1, label="no signal")
+            ax.set_yscale("log")
+            k_ticks(ax, ks)
+            ax.set_title(f"{model}: {network}", fontsize="medium")
+            ax.set_xlabel("k")
+        row[0].set_ylabel("mean SNR over parameters")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return fig

@@ -12,6 +12,8 @@ made from (``seed``, draws per image, repeat): the numbers do not depend on the 
 and objectives and estimators with the same draws per image see the same noise.
 """
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -21,6 +23,8 @@ import torch
 from riwae.bounds import Members, Objective
 from riwae.models import VAE, StackedVAE
 from riwae.numeric import in_chunks
+
+log = logging.getLogger("riwae")
 
 
 def repeat_seed(seed: int, draws: int, repeat: int) -> int:
@@ -182,3 +186,80 @@ def gradient_snr(
 
     table = snr_table(chunks, ks, objective, estimator, m, beta, repeats, seed)
     return table.assign(images=len(x))
+
+
+def noise_floor(repeats: int) -> float:
+    """The SNR that ``repeats`` repeats show for a gradient whose mean is zero: |mean| / std
+    is then about |N(0, 1)| / sqrt(repeats), whose mean is sqrt(2 / pi) / sqrt(repeats).
+    A network's mean SNR near it says that the repeats cannot tell its signal from zero."""
+    return float(np.sqrt(2 / np.pi / repeats))
+
+
+def snr_slopes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, network and estimator of a ``gradient_snr`` table (with a ``model``
+    column): the least-squares slope of log mean SNR against log k (Rainforth et al.'s
+    asymptotes: -1/2 for IWAE's encoder, +1/2 for its decoder), and the mean SNR at the
+    smallest and the largest k."""
+    rows = []
+    for (model, network, estimator), frame in table.groupby(
+        ["model", "network", "estimator"], sort=False
+    ):
+        frame = frame.sort_values("k")
+        slope = np.polyfit(np.log(frame.k), np.log(frame.mean_snr), 1)[0]
+        rows.append(
+            {
+                "model": model,
+                "network": network,
+                "estimator": estimator,
+                "k_first": int(frame.k.iloc[0]),
+                "k_last": int(frame.k.iloc[-1]),
+                "snr_first": float(frame.mean_snr.iloc[0]),
+                "snr_last": float(frame.mean_snr.iloc[-1]),
+                "slope": float(slope),
+                "noise_floor": noise_floor(int(frame.repeats.iloc[0])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def snr_markdown(table: pd.DataFrame) -> str:
+    """The mean SNR of each model, network and estimator at each k, with the slope of
+    ``snr_slopes``, as a pipe table and a note on how it was measured."""
+    slopes = snr_slopes(table).set_index(["model", "network", "estimator"]).slope
+    ks = sorted(table.k.unique())
+    lines = [
+        "| model | network | estimator | " + " | ".join(f"k = {k}" for k in ks) + " | slope |",
+        "|---|---|---|" + "---:|" * (len(ks) + 1),
+    ]
+    for key, frame in table.groupby(["model", "network", "estimator"], sort=False):
+        snr = frame.set_index("k").mean_snr
+        cells = [f"{snr[k]:.3f}" if k in snr.index else "" for k in ks]
+        lines.append(f"| {' | '.join(key)} | {' | '.join(cells)} | {slopes[key]:+.2f} |")
+    repeats, images = int(table.repeats.iloc[0]), int(table.images.iloc[0])
+    objective = table.objective.iloc[0].upper()
+    lines += [
+        "",
+        f"Mean over each network's parameters of |mean| / std of the gradient of the "
+        f"{objective} bound with k draws, over {repeats} independent repeats, each the "
+        f"gradient of the bound averaged over the same {images} binarised test image(s). "
+        "Slope: least squares of log SNR against log k (Rainforth et al.: -1/2 for the "
+        "encoder, +1/2 for the decoder, as k grows). A gradient with no signal shows an "
+        f"SNR of about {noise_floor(repeats):.3f} with {repeats} repeats: values near it "
+        "are noise.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def model_snr(model: VAE, x: torch.Tensor, settings: dict, seed: int) -> pd.DataFrame:
+    """``gradient_snr`` of the IWAE bound for each of ``settings["estimators"]`` at
+    ``settings["k"]`` (``settings``: the config's ``snr`` section), with ``repeats``."""
+    frames = []
+    for estimator in settings["estimators"]:
+        start = time.perf_counter()
+        frames.append(
+            gradient_snr(
+                model, x, settings["k"], "iwae", estimator, repeats=settings["repeats"], seed=seed
+            )
+        )
+        log.info("%s: %.1f s", estimator, time.perf_counter() - start)
+    return pd.concat(frames, ignore_index=True)

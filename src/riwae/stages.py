@@ -502,3 +502,97 @@ def html_report(report, resolved_config, artifacts, snakefile, log_file):
         ]
         run_tool(command, f"Could not write the report {report}", log_file)
         write_artifact(report, draft.read_bytes())
+
+
+@stage
+def gradient_snr(data, model, table, spec, settings, seed, device):
+    """The signal-to-noise ratio of the encoder's and the decoder's gradient of the IWAE
+    bound at a trained model's weights, for each k and estimator (riwae.snr)."""
+    from riwae.data import binarized_test_images
+    from riwae.snr import model_snr
+    from riwae.spec import ModelSpec, load_model
+
+    spec = ModelSpec.of(spec)
+    x = binarized_test_images(data, seed, settings["images"], device)
+    result = model_snr(load_model(model, spec, device), x, settings, seed)
+    result.insert(0, "model", spec.name)
+    log.info("\n%s", result.to_string(index=False))
+    write_csv(table, result)
+
+
+@stage
+def gradient_snr_tables(tables, table, markdown, html, slopes):
+    """Every model's gradient SNR in one table, its markdown and the slopes in k."""
+    import pandas as pd
+
+    from riwae.snr import snr_markdown, snr_slopes
+
+    every = pd.concat([read_csv(path) for path in tables], ignore_index=True)
+    text = snr_markdown(every)
+    write_csv(table, every)
+    write_csv(slopes, snr_slopes(every))
+    write_text(markdown, text)
+    write_text(html, markdown_page(text, "Gradient signal-to-noise ratio against k"))
+    log.info("\n%s", text)
+
+
+@stage
+def gradient_snr_figure(table, png, pdf, style):
+    from riwae.plots import gradient_snr, save_figure
+
+    save_figure(gradient_snr(read_csv(table), style), [png, pdf], style["dpi"])
+
+
+@stage
+def through_qiw(
+    data, models, reconstruction, per_image, table, markdown, html, settings, exact_settings,
+    test_images, specs, seed, device
+):  # fmt: skip
+    """Each 2D model's q and q_IW measured exactly (riwae.through_qiw): log p(x), the ELBO,
+    KL(q || p(z|x)) per image, L_IWAE - ELBO at its sample budget, q's area against the
+    posterior's, and the reconstruction gain; over every seed."""
+    from riwae.data import binarized_test_images
+    from riwae.spec import load_models
+    from riwae.through_qiw import objectives_markdown, objectives_tables
+
+    x = binarized_test_images(data, seed, test_images, device)
+    metric = read_csv(reconstruction)
+    gains = metric[metric.source == "q_IW - q"].set_index("model").log_p_x_given_z
+    every_image, summary = objectives_tables(
+        load_models(models, specs, device), x, gains, settings, exact_settings, seed
+    )
+    text = objectives_markdown(summary)
+    write_csv(per_image, every_image)
+    write_csv(table, summary)
+    write_text(markdown, text)
+    write_text(html, markdown_page(text, "Each objective's q and q_IW on the 2D models"))
+    log.info("\n%s", text)
+
+
+@stage
+def through_qiw_posteriors(data, models, arrays, specs, figure_k, settings, seed):
+    """One test digit's posterior with q and q_IW under each 2D model (the first digit of
+    the digit_posteriors stage), for the objectives figure."""
+    from riwae.data import binarized_test_images
+    from riwae.posterior import digit_posterior_arrays
+    from riwae.spec import load_models
+
+    test = binarized_test_images(data, seed)
+    one_digit = {**settings, "posterior_digits": 1}
+    digits = [
+        {**digit, "label": spec.name}
+        for spec, model in load_models(models, specs).items()
+        for digit in digit_posterior_arrays(model, test, figure_k, one_digit, seed)
+    ]
+    write_npz_list(arrays, digits)
+    log.info("test image %s under each 2D model", int(digits[0]["index"]))
+
+
+@stage
+def through_qiw_figure(arrays, png, pdf, figure_k, style):
+    from riwae.plots import digit_posterior_panels, save_figure
+
+    digits = read_npz_list(arrays)
+    title = f"test image {int(digits[0]['index'])}: q and q_IW under each objective"
+    figure = digit_posterior_panels(digits, figure_k, title, style)
+    save_figure(figure, [png, pdf], style["dpi"])

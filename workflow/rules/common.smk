@@ -103,7 +103,13 @@ def train_settings(name):
 
 # The values of each wildcard of the rules: every output pattern of a rule expands over
 # them (artifacts() below). A rule with a wildcard of another name needs its values here.
-WILDCARDS = {"model": names(REPLICATES), "model2d": names(MODELS_2D)}
+# The models whose gradient SNR is measured (workflow/rules/snr.smk), by name.
+SNR_MODELS = config["snr"]["models"]
+WILDCARDS = {
+    "model": names(REPLICATES),
+    "model2d": names(MODELS_2D),
+    "snr_model": SNR_MODELS,
+}
 
 
 # The run's own records, made from every artifact: not artifacts themselves.
@@ -198,6 +204,7 @@ CATEGORY = {
     "C4": "C4 IWAE and VAE on MNIST",
     "C5": "C5 Appendix, a 1D posterior",
     "digits": "Posteriors of real digits",
+    "objectives": "Objectives after IWAE",
     "provenance": "Provenance",
 }
 

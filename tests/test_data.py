@@ -125,7 +125,8 @@ def test_every_stage_takes_its_test_images_from_one_function():
 
     source = inspect.getsource(riwae.stages)
     assert "BinarizedMNIST" not in source and ".fixed(" not in source
-    assert source.count("binarized_test_images(") == 7  # identity, marginal, evaluate, ...
+    # identity, marginal, evaluate, ..., gradient_snr, through_qiw and its posteriors
+    assert source.count("binarized_test_images(") == 10
 
 
 def test_real_mnist_file(smoke_run):

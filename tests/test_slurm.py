@@ -205,13 +205,15 @@ def test_smoke_run_on_slurm_runs_every_job_in_slurm_and_equals_the_local_run(
     # The wheel MNIST comes in: the `mnist` rule still runs, locally, without a second download.
     shutil.copytree(smoke_run / "resources/downloads", workdir / "resources/downloads")
     # A Snakemake waiting on a job that Slurm lost ignores SIGTERM; the timeout sends SIGKILL.
+    # It guards against such a hang only: the run itself took about 14 minutes on a 2-core
+    # machine (each of some 65 jobs a Slurm job starting Python and Snakemake of its own).
     result = subprocess.run(
         slurm_command(),
         cwd=workdir,
         env=slurm["environment"],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=2400,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]

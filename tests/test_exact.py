@@ -23,6 +23,7 @@ from riwae.grid import square_grid
 from riwae.io import DataError
 from riwae.models import VAE
 from riwae.numeric import mean_and_se
+from riwae.tables import frame_over_seeds
 from riwae.targets import DiagGaussian, ModelPosterior
 
 QUADRATURE = dict(
@@ -223,6 +224,7 @@ def test_per_image_table_and_summary():
     )
     table = per_image_table("m", exact, [-100.5, -92.0, -79.9], ll_k=5000)
     assert list(table.difference.round(6)) == [0.5, 2.0, -0.1]
+    table = table.assign(base_model="m", seed=0)
     summary = summary_table(table).iloc[0]
     assert summary.images_below_by_more_than_1_nat == 1
     assert summary.images_above_by_more_than_1_nat == 0
@@ -230,10 +232,27 @@ def test_per_image_table_and_summary():
     assert summary.difference_min == pytest.approx(-0.1)
     assert summary.refinement_max_abs == pytest.approx(1e-4)
     assert summary.exact == pytest.approx(-90.0) and summary.estimate == pytest.approx(-90.8)
-    markdown = summary_markdown(summary_table(table))
+    markdown = summary_markdown(
+        summary_table(table), frame_over_seeds(summary_table(table), ["base_model"])
+    )
     row = (
         "| m | 3 | -90.00 ± 5.77 | -90.80 ± 5.98 (k = 5000) | 0.800 ± 0.624 | 2.000, -0.100 | 1, 0 "
     )
-    assert row in markdown
+    assert row in markdown and "Over training seeds" not in markdown
+    # A second seed of the same model, 2 nats lower everywhere: the spread over seeds.
+    second = per_image_table(
+        "m-seed1",
+        exact.assign(log_evidence=exact.log_evidence - 2),
+        [-102.5, -94.0, -81.9],
+        ll_k=5000,
+    )
+    both = summary_table(pd.concat([table, second.assign(base_model="m", seed=1)]))
+    spread = frame_over_seeds(both, ["base_model"]).iloc[0]
+    assert spread.seeds == 2 and spread.exact == pytest.approx(-91.0)
+    assert spread.exact_seed_sd == pytest.approx(
+        2**0.5
+    ) and spread.difference_seed_sd == pytest.approx(0)
+    markdown = summary_markdown(both, frame_over_seeds(both, ["base_model"]))
+    assert "| m | 2 | -91.000 (sd 1.414) | -91.800 (sd 1.414) | 0.800 (sd 0.000) |" in markdown
     with pytest.raises(DataError, match="rerun the evaluate stage"):
         per_image_table("m", exact, [-1.0], ll_k=5000)

@@ -4,11 +4,13 @@ and L_VAE[q] have closed forms."""
 import math
 from dataclasses import dataclass
 
+import pandas as pd
+import pytest
 import torch
 
 from riwae.bounds import gaussian_log_density, standard_normal_log_density
 from riwae.grid import fitted_grid
-from riwae.marginal import marginal_ordering
+from riwae.marginal import marginal_ordering, marginal_over_seeds
 from riwae.targets import DiagGaussian
 
 
@@ -92,3 +94,32 @@ def test_bounds_are_ordered_and_the_kl_shrinks():
     # ... and its KL to the posterior shrinks with k.
     kl = [row["KL(q_IW marginal || posterior)"] for row in rows]
     assert kl[0] > kl[1] > kl[2] > 0
+
+
+def test_marginal_over_seeds_averages_each_seeds_images_then_spreads_over_seeds():
+    """Seed 0's KL at k = 1 is 5 (images 3 and 7), seed 1's 10: mean 7.5, sd 5 / sqrt(2);
+    one case of four at k = 10 is not ordered."""
+    rows = [
+        {
+            "case": "a" if seed == 0 else "a-seed1",
+            "image": image,
+            "base_model": "a",
+            "seed": seed,
+            "k": k,
+            "KL(q_IW marginal || posterior)": (seed + 1) * image / k,
+            "L_VAE[q_IW marginal]": -1.0 - seed,
+            "ordered": not (seed == 1 and k == 10 and image == 3),
+        }
+        for seed in (0, 1)
+        for image in (3, 7)
+        for k in (1, 10)
+    ]
+    synthetic = {"case": "synthetic 2D target", "image": -1, "k": 1, "ordered": False}
+    spread = marginal_over_seeds(pd.DataFrame([synthetic, *rows])).set_index("k")
+    kl = "KL(q_IW marginal || posterior)"
+    assert spread.seeds.tolist() == [2, 2]
+    assert spread[kl][1] == pytest.approx(7.5) and spread[f"{kl}_seed_sd"][1] == pytest.approx(
+        5 / 2**0.5
+    )
+    assert spread[kl][10] == pytest.approx(0.75)
+    assert spread.ordered_share.tolist() == [1.0, 0.75]

@@ -5,7 +5,12 @@ import torch
 from scipy import stats
 
 from riwae.bounds import iwae_bound
-from riwae.checks import model_identity, synthetic_identity
+from riwae.checks import (
+    identity_over_seeds,
+    model_identity,
+    over_seeds_markdown,
+    synthetic_identity,
+)
 from riwae.grid import square_grid
 from riwae.models import VAE
 from riwae.posterior import qiw_log_density_on_grid
@@ -154,3 +159,75 @@ def test_identity_on_the_synthetic_target():
     # The IWAE bound tightens with k towards log p(x) = log 8.
     assert by_k[1]["L_IWAE[q]"] < by_k[10]["L_IWAE[q]"] < math.log(8) + 0.01
     assert abs(by_k[1000]["L_IWAE[q]"] - math.log(8)) < 5 * by_k[1000]["L_IWAE[q]_se"] + 1e-3
+
+
+def test_identity_over_seeds_spreads_each_side_and_keeps_the_largest_difference():
+    def row(k, iwae, diff):
+        return {"k": k, "L_IWAE[q]": iwae, "L_VAE[q_IW]": iwae + diff, "max_abs_diff": diff}
+
+    check = {
+        "sections": [
+            {"case": "synthetic 2D target", "rows": [row(1, 2.0, 0.0)]},
+            {"case": "m", "base_model": "m", "seed": 0, "rows": [row(1, -90.0, 1e-13)]},
+            {"case": "m-seed1", "base_model": "m", "seed": 1, "rows": [row(1, -92.0, 3e-13)]},
+        ]
+    }
+    table = identity_over_seeds(check).iloc[0]
+    assert table.seeds == 2 and table["L_IWAE[q]"] == pytest.approx(-91.0)
+    assert table["L_IWAE[q]_seed_sd"] == pytest.approx(2**0.5) and table.max_abs_diff == 3e-13
+    assert "| m | 1 | 2 | -91.0000 (sd 1.4142) |" in over_seeds_markdown(check)
+    one_seed = {"sections": check["sections"][:2]}
+    assert over_seeds_markdown(one_seed) == ""
+
+
+def test_digit_distances_on_a_figures_grid_and_over_seeds():
+    """q_IW equal to the posterior is at distance 0; q of half its density everywhere at
+    0.5; two seeds average each one's digits, then spread."""
+    from dataclasses import dataclass
+
+    from riwae.grid import square_grid
+    from riwae.posterior import (
+        digit_distances,
+        digit_distances_markdown,
+        digit_distances_over_seeds,
+    )
+
+    grid = square_grid(6.0, 61)
+    log_posterior = grid.normalise(-0.5 * grid.points.square().sum(-1))
+
+    def digit(index, log_q):
+        return {
+            "x_axis": grid.x_axis.numpy(),
+            "y_axis": grid.y_axis.numpy(),
+            "index": index,
+            "log_posterior": grid.image(log_posterior).numpy(),
+            "log_qiw_k1": grid.image(log_q).numpy(),
+            "log_qiw_k10": grid.image(log_posterior).numpy(),
+        }
+
+    @dataclass(frozen=True)
+    class Settings:
+        seed: int
+
+    @dataclass(frozen=True)
+    class Spec:  # what digit_distances reads of a riwae.spec.ModelSpec
+        name: str
+        settings: Settings
+        base_name: str = "m"
+
+    def spec(name, seed):
+        return Spec(name, Settings(seed))
+
+    half = log_posterior - math.log(2)
+    digits = {
+        spec("m", 0): [digit(3, half), digit(8, log_posterior)],
+        spec("m-seed1", 1): [digit(3, half), digit(8, half)],
+    }
+    distances = digit_distances(digits, [1, 10])
+    assert distances.tv_to_posterior.tolist() == pytest.approx([0.25, 0, 0, 0, 0.25, 0, 0.25, 0])
+    spread = digit_distances_over_seeds(distances).set_index("k")
+    assert spread.tv_to_posterior[1] == pytest.approx(0.1875) and spread.seeds[1] == 2
+    assert spread.tv_to_posterior_seed_sd[1] == pytest.approx(0.125 / 2**0.5)
+    assert "| m | 2 | 0.188 (sd 0.088) | 0.000 (sd 0.000) |" in digit_distances_markdown(
+        digit_distances_over_seeds(distances)
+    )

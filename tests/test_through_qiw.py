@@ -11,15 +11,14 @@ from test_exact import QUADRATURE, LinearGaussianJoint, linear_gaussian
 
 from riwae.exact import exact_log_evidence
 from riwae.html_tables import markdown_page
+from riwae.tables import frame_over_seeds
 from riwae.through_qiw import (
     elbo_of_q,
     hermite_rule,
     iwae_bound_of_q,
     model_summary,
     objectives_markdown,
-    over_seeds,
     per_image_table,
-    posterior_spread,
 )
 
 
@@ -56,7 +55,10 @@ def test_areas_are_those_of_q_and_of_the_posterior():
     exact = exact_log_evidence(joint, **QUADRATURE)
     posterior_det = torch.linalg.det(joint.posterior().covariance_matrix)
     torch.testing.assert_close(
-        posterior_spread(joint, exact), posterior_det.sqrt(), rtol=1e-6, atol=0
+        torch.tensor(exact.posterior_area.to_numpy()),
+        math.pi * posterior_det.sqrt(),
+        rtol=1e-6,
+        atol=0,
     )
     table = per_image_table(joint, exact, k=10, sets=20, seed=0)
     q_det = joint.q_logvar.exp().prod(-1)
@@ -125,10 +127,11 @@ def test_summary_and_spread_over_seeds():
         {"base_model": ["a", "a", "a", "b"], "model": ["a", "a-seed1", "a-seed2", "b"],
          "kl": [1.0, 2.0, 6.0, 4.0]}
     )  # fmt: skip
-    spread = over_seeds(rows).set_index("base_model")
+    spread = frame_over_seeds(rows, ["base_model"]).set_index("base_model")
     # The markdown is a pipe table the report's HTML pages can read: one cell per column.
-    table = over_seeds(
-        pd.DataFrame([{**summary, "base_model": "m", "qiw_reconstruction_gain": 3.0}] * 2)
+    table = frame_over_seeds(
+        pd.DataFrame([{**summary, "base_model": "m", "qiw_reconstruction_gain": 3.0}] * 2),
+        ["base_model"],
     )
     lines = objectives_markdown(table).splitlines()
     assert len({line.count("|") for line in lines[:3]}) == 1

@@ -57,7 +57,7 @@ def test_smoke_run_identity_check(smoke_artifacts):
     check = json.loads((smoke_artifacts / SMOKE / "checks/identity.json").read_text())
     cases = [section["case"] for section in check["sections"]]
     assert check["passed"]
-    assert cases == ["synthetic 2D target", *MODELS]
+    assert cases == ["synthetic 2D target", *REPLICATES]
     synthetic = check["sections"][0]
     assert [row["k"] for row in synthetic["rows"]] == [1, 2, 10, 1000]
     for section in check["sections"]:
@@ -65,14 +65,19 @@ def test_smoke_run_identity_check(smoke_artifacts):
             assert row["max_abs_diff"] <= 1e-10 and row["passed"]
             assert row["L_VAE[q]"] <= row["L_IWAE[q]"] + 3 * row["L_IWAE[q]_se"]
     markdown = (smoke_artifacts / SMOKE / "checks/identity.md").read_text()
-    assert markdown.count("| yes |") == 4 * (1 + len(MODELS))
+    assert markdown.count("| yes |") == 4 * (1 + len(REPLICATES))
     assert "The original figure code's q_IW" in markdown
+    # Each model over its two seeds, at each k.
+    assert markdown.count("| burda1-vae-k1 | ") == 4 and "## Over training seeds" in markdown
 
 
 def test_smoke_run_marginal_ordering(smoke_artifacts):
     table = pd.read_csv(smoke_artifacts / SMOKE / "checks/marginal.csv")
-    assert set(table.case) == {"synthetic 2D target", *MODELS_2D}
+    assert set(table.case) == {"synthetic 2D target", *REPLICATES_2D}
     assert table.ordered.all()
+    spread = pd.read_csv(smoke_artifacts / SMOKE / "checks/marginal_over_seeds.csv")
+    assert list(spread.base_model) == [m for m in MODELS_2D for _ in (1, 10)]
+    assert (spread.seeds == 2).all() and (spread.ordered_share == 1).all()
     synthetic = table[table.case == "synthetic 2D target"].set_index("k")
     assert synthetic["log p(x)"].iloc[0] == pytest.approx(np.log(8), abs=0.01)
     kl = synthetic["KL(q_IW marginal || posterior)"]
@@ -365,13 +370,22 @@ def test_real_digit_posteriors_are_normalised(smoke_artifacts):
     assert np.exp(grid.log_integral(log_posterior)) == pytest.approx(1.0, abs=1e-9)
     q = torch.from_numpy(digit["log_qiw_k1"]).reshape(-1)
     assert np.exp(grid.log_integral(q)) == pytest.approx(1.0, abs=0.02)
+    # Every seed's digits; the table's distance is the one on the figure's grid.
+    distances = pd.read_csv(smoke_artifacts / SMOKE / "tables/digit_posteriors.csv")
+    assert list(dict.fromkeys(distances.model)) == REPLICATES_2D
+    first = distances[(distances.model == "cremer2d-iwae-k5") & (distances.k == 1)]
+    assert first.tv_to_posterior.iloc[0] == pytest.approx(
+        grid.total_variation(q, log_posterior), rel=1e-9
+    )
+    spread = pd.read_csv(smoke_artifacts / SMOKE / "tables/digit_posteriors_over_seeds.csv")
+    assert set(spread.base_model) == set(MODELS_2D) and (spread.seeds == 2).all()
 
 
 def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_artifacts):
     from riwae.io import read_npz_list
 
     summary = pd.read_csv(smoke_artifacts / SMOKE / "tables/exact_loglik.csv")
-    models = MODELS_2D
+    models = REPLICATES_2D
     assert list(summary.model) == models
     assert (summary.test_images == 20).all() and (summary.ll_k == 50).all()
     per_image = pd.read_csv(smoke_artifacts / SMOKE / "tables/exact_loglik_per_image.csv")
@@ -387,8 +401,13 @@ def test_smoke_run_exact_log_likelihood_of_the_2d_models(smoke_artifacts):
         assert mine.difference.mean() > -3 * mine.difference.std() / np.sqrt(20)
     markdown = (smoke_artifacts / SMOKE / "tables/exact_loglik.md").read_text()
     assert "| cremer2d-iwae-k5 | 20 |" in markdown and "Quadrature checks" in markdown
+    assert "| cremer2d-iwae-k5 | 2 |" in markdown  # over its two seeds
+    spread = pd.read_csv(smoke_artifacts / SMOKE / "tables/exact_loglik_over_seeds.csv")
+    assert list(spread.base_model) == MODELS_2D and (spread.seeds == 2).all()
+    # The posterior's area, for the objectives stage: positive wherever it was computed.
+    assert (per_image.posterior_area > 0).all()
     panels = read_npz_list(smoke_artifacts / SMOKE / "figures/exact_loglik.npz")
-    assert [str(p["model"]) for p in panels] == [m for m in models for _ in range(2)]
+    assert [str(p["model"]) for p in panels] == [m for m in MODELS_2D for _ in range(2)]
     # The images of this stage (and of the evaluation), binarised for the training device,
     # are the CPU's pixels of the same test images, as every other stage's.
     images = cpu_test_images(smoke_artifacts)
@@ -418,19 +437,19 @@ def test_smoke_run_gradient_snr(smoke_artifacts):
 
 
 def test_smoke_run_objectives_through_qiw(smoke_artifacts):
-    """Every 2D model from both seeds: log p(x) the exact_loglik stage's for the first seed,
-    KL(q || p(z|x)) not negative, and the reconstruction gain the reconstruct stage's."""
+    """Every 2D model from both seeds: log p(x) and the posterior's area the exact_loglik
+    stage's, KL(q || p(z|x)) not negative, and the reconstruction gain the reconstruct
+    stage's."""
     tables = smoke_artifacts / SMOKE / "tables"
     table = pd.read_csv(tables / "through_qiw.csv")
     assert list(table.base_model) == MODELS_2D and (table.seeds == 2).all()
     per_image = pd.read_csv(tables / "through_qiw_per_image.csv")
     exact = pd.read_csv(tables / "exact_loglik_per_image.csv")
-    for name in MODELS_2D:
-        mine = per_image[per_image.model == name]
+    for name in REPLICATES_2D:
+        mine, quadrature = per_image[per_image.model == name], exact[exact.model == name]
         assert len(mine) == 20
-        assert list(mine.log_evidence) == pytest.approx(
-            list(exact[exact.model == name].log_evidence), abs=1e-9
-        )
+        assert list(mine.log_evidence) == list(quadrature.log_evidence)
+        assert list(mine.posterior_area) == list(quadrature.posterior_area)
     assert (per_image.kl_q_posterior > -1e-3).all()
     assert set(per_image.iwae_k) == {1, 5}
     metric = pd.read_csv(tables / "reconstruction_metric.csv")

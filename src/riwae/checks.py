@@ -1,10 +1,12 @@
 """The paper's identity, L_IWAE[q] = L_VAE[q_IW], checked per sample set in float64."""
 
+import pandas as pd
 import torch
 
 from riwae.bounds import iwae_bound, vae_bound
 from riwae.numeric import POSTERIOR_DRAWS, SYNTHETIC_DRAWS, in_chunks, mean_and_se
 from riwae.qiw import conditional_elbo
+from riwae.tables import frame_over_seeds
 from riwae.targets import DiagGaussian, GaussianMixtureTarget, cremer2d_target
 
 
@@ -118,9 +120,10 @@ def model_identity(
 
 def identity_check(models: dict, images: torch.Tensor, settings: dict, seed: int) -> dict:
     """Both sides of the identity per sample set: on the synthetic 2D target, then on each
-    trained model of ``models`` (``riwae.spec.ModelSpec`` -> model) for the binarised
-    ``images``. ``settings``: the config's ``identity`` section. Returns the check's record:
-    ``passed``, and a section per case with its rows (``summarise_identity``)."""
+    trained model of ``models`` (``riwae.spec.ModelSpec`` -> model, every training seed)
+    for the binarised ``images``. ``settings``: the config's ``identity`` section. Returns
+    the check's record: ``passed``, and a section per case with its rows
+    (``summarise_identity``; a model's with its ``base_model`` and ``seed``)."""
     ks, tolerance = settings["k"], settings["tolerance"]
     target, proposal = cremer2d_target()
     synthetic = synthetic_identity(target, proposal, ks, settings["sample_sets"], tolerance, seed)
@@ -130,6 +133,8 @@ def identity_check(models: dict, images: torch.Tensor, settings: dict, seed: int
     sections += [
         {
             "case": spec.name,
+            "base_model": spec.base_name,
+            "seed": spec.settings.seed,
             "rows": model_identity(
                 model, images, ks, settings["model_sample_sets"], tolerance, seed
             ),
@@ -162,7 +167,51 @@ def identity_report(check: dict, distances) -> str:
         f"## {s['case']}\n\n{identity_markdown(s['rows'], s.get('log_evidence'))}"
         for s in check["sections"]
     )
-    return markdown + "\n" + off_by_one_markdown(distances)
+    return markdown + "\n" + over_seeds_markdown(check) + off_by_one_markdown(distances)
+
+
+def identity_over_seeds(check: dict) -> pd.DataFrame:
+    """Per model (``base_model``) and k, over its training seeds: both sides' means over
+    the seeds with the seeds' standard deviation, and the largest difference of any seed."""
+    rows = pd.DataFrame(
+        {"base_model": s["base_model"], "seed": s["seed"], **row}
+        for s in check["sections"]
+        if "base_model" in s
+        for row in s["rows"]
+    )
+    if rows.empty:
+        return rows
+    keys = ["base_model", "k"]
+    spread = frame_over_seeds(rows[[*keys, "seed", "L_IWAE[q]", "L_VAE[q_IW]"]], keys)
+    largest = rows.groupby(keys, sort=False).max_abs_diff.max().reset_index()
+    return spread.merge(largest, on=keys)
+
+
+def over_seeds_markdown(check: dict) -> str:
+    """``identity_over_seeds`` as a pipe table, when a model has several training seeds."""
+    table = identity_over_seeds(check)
+    if table.empty or table.seeds.max() < 2:
+        return ""
+    lines = [
+        "## Over training seeds",
+        "",
+        "| model | k | seeds | L_IWAE[q] | L_VAE[q_IW] | max abs diff, any seed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in table.to_dict("records"):
+        lines.append(
+            f"| {r['base_model']} | {r['k']} | {r['seeds']} "
+            f"| {r['L_IWAE[q]']:.4f} (sd {r['L_IWAE[q]_seed_sd']:.4f}) "
+            f"| {r['L_VAE[q_IW]']:.4f} (sd {r['L_VAE[q_IW]_seed_sd']:.4f}) "
+            f"| {r['max_abs_diff']:.2e} |"
+        )
+    lines += [
+        "",
+        "Means over the training seeds of each seed's mean over sample sets; sd: the seeds' "
+        "standard deviation.",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def identity_markdown(rows: list[dict], log_evidence: float | None = None) -> str:

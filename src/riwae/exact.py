@@ -22,6 +22,7 @@ from riwae.bounds import gaussian_log_density
 from riwae.grid import Grid2D, box_grid, square_grid
 from riwae.io import DataError
 from riwae.numeric import QUADRATURE_POINTS, in_chunks, mean_and_se
+from riwae.tables import frame_over_seeds
 from riwae.targets import ModelPosterior
 
 log = logging.getLogger("riwae")
@@ -120,10 +121,20 @@ def kl_to_proposal(grid: Grid2D, log_joint: torch.Tensor, log_q: torch.Tensor) -
     return float((log_posterior.exp() * (log_posterior - log_q)).sum()) * grid.cell_area
 
 
+def one_sigma_area(grid: Grid2D, log_joint: torch.Tensor) -> float:
+    """pi sqrt(det Sigma) of the posterior, its covariance Sigma by the same midpoint rule:
+    the area of its one-standard-deviation ellipse, were it Gaussian."""
+    mass = torch.softmax(log_joint, 0)  # the posterior's mass per cell
+    points = grid.points.to(mass.dtype)
+    centred = points - mass @ points
+    covariance = (mass[:, None] * centred).T @ centred
+    return math.pi * float(torch.linalg.det(covariance).clamp(min=0).sqrt())
+
+
 @torch.no_grad()
 def quadrature_on_boxes(joint, lower, upper, images: list[int], size: int, max_rows: int):
     """For each image of ``images``: ``quadrature_checks`` on a ``size`` x ``size`` grid over
-    its box, and KL(p(z|x) || q) there."""
+    its box, KL(p(z|x) || q) and the posterior's one-sigma area there."""
     q = joint.proposal()
     rows = []
     for chunk, grids, log_joints in on_boxes(joint, lower, upper, images, size, max_rows):
@@ -135,6 +146,7 @@ def quadrature_on_boxes(joint, lower, upper, images: list[int], size: int, max_r
                 {
                     **quadrature_checks(grid, log_joint),
                     "kl_posterior_q": kl_to_proposal(grid, log_joint, log_q),
+                    "posterior_area": one_sigma_area(grid, log_joint),
                     "grid_size": size,
                 }
             )
@@ -164,10 +176,11 @@ def exact_log_evidence(
 
     One row per image: ``log_evidence``, ``half_step``, ``border_share``
     (``quadrature_checks``); ``log_tail_bound``: log of exp(-L^2/2), the bound on the mass
-    outside the coarse box, relative to p(x); ``kl_posterior_q``; the final ``grid_size``;
-    the box. ``joint`` is any object with ``x``, ``on_shared_points``, ``on_points`` and
-    ``proposal`` as ``riwae.targets.ModelPosterior``; ``max_rows`` bounds the points
-    evaluated at once (small chunks keep a decoder's outputs in cache).
+    outside the coarse box, relative to p(x); ``kl_posterior_q``; ``posterior_area``
+    (``one_sigma_area``); the final ``grid_size``; the box. ``joint`` is any object with
+    ``x``, ``on_shared_points``, ``on_points`` and ``proposal`` as
+    ``riwae.targets.ModelPosterior``; ``max_rows`` bounds the points evaluated at once
+    (small chunks keep a decoder's outputs in cache).
     """
     if grid_size % 2 == 0:
         raise ValueError(
@@ -206,7 +219,8 @@ def per_image_table(model_name: str, exact: pd.DataFrame, estimate: list[float],
 
 
 def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Per model: the test log-likelihood by quadrature and by the estimate (mean and
+    """Per model (``per_image``'s ``model``, with its ``base_model`` and training ``seed``):
+    the test log-likelihood by quadrature and by the estimate (mean and
     standard error over images), their paired difference, its largest and smallest value,
     how many estimates are more than ``BAD_ESTIMATE_NATS`` below and above log p(x), and the
     worst of each quadrature check."""
@@ -218,6 +232,8 @@ def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "model": name,
+                "base_model": frame.base_model.iloc[0],
+                "seed": int(frame.seed.iloc[0]),
                 "test_images": len(frame),
                 "ll_k": int(frame.ll_k.iloc[0]),
                 "exact": exact,
@@ -243,7 +259,14 @@ def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary_markdown(summary: pd.DataFrame) -> str:
+# The summary's columns whose spread over training seeds the markdown shows.
+OVER_SEEDS_COLUMNS = ("exact", "estimate", "difference", "kl_posterior_q_mean")
+
+
+def summary_markdown(summary: pd.DataFrame, over_seeds: pd.DataFrame) -> str:
+    """The per-model summary as a pipe table, then, with several training seeds, each model's
+    mean over its seeds (``over_seeds``: ``riwae.tables.frame_over_seeds`` of the summary)
+    with the seeds' standard deviation."""
     lines = [
         "| model | images | log p(x), exact | k-sample estimate | exact - estimate "
         f"| largest, smallest | estimates > {BAD_ESTIMATE_NATS:g} nat below, above "
@@ -273,6 +296,20 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         f"border <= e^{worst['border_share_max']:.0f}; mass outside the coarse box, "
         f"relative to p(x), <= e^{worst['log_tail_bound_max']:.0f}.",
     ]
+    if over_seeds.seeds.max() > 1:
+        lines += [
+            "",
+            "Over training seeds: the mean over seeds (sd: their standard deviation).",
+            "",
+            "| model | seeds | log p(x), exact | k-sample estimate | exact - estimate "
+            "| mean KL(p(z|x) ‖ q) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in over_seeds.to_dict("records"):
+            cells = " | ".join(
+                f"{r[c]:.3f} (sd {r[f'{c}_seed_sd']:.3f})" for c in OVER_SEEDS_COLUMNS
+            )
+            lines.append(f"| {r['base_model']} | {r['seeds']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -314,8 +351,9 @@ def exact_loglik_tables(models: dict, evaluations: list[dict], x: torch.Tensor, 
     last digits, and float64 keeps them whatever the precision of float32 matrix products.
     ``settings``: the config's ``exact`` section.
 
-    Returns the per-image table, its summary per model, and the figure's panels (each with
-    its ``model``)."""
+    Returns the per-image table, its summary per model, the summary's means and spread
+    over training seeds (``riwae.tables.frame_over_seeds``), and the figure's panels (each
+    with its ``model``; first-seed models only)."""
     tables, panels = [], []
     for (spec, model), evaluation in zip(models.items(), evaluations, strict=True):
         joint = ModelPosterior(model.double(), x.double())
@@ -326,10 +364,12 @@ def exact_loglik_tables(models: dict, evaluations: list[dict], x: torch.Tensor, 
         table = per_image_table(
             spec.name, exact, evaluation["log_likelihood_per_image"], evaluation["ll_k"]
         )
-        tables.append(table)
-        shown = posterior_panel_arrays(
-            joint, table, settings["shown_images"], settings["figure_grid_size"]
-        )
-        panels += [{**panel, "model": spec.name} for panel in shown]
+        tables.append(table.assign(base_model=spec.base_name, seed=spec.settings.seed))
+        if spec.first_seed:
+            shown = posterior_panel_arrays(
+                joint, table, settings["shown_images"], settings["figure_grid_size"]
+            )
+            panels += [{**panel, "model": spec.name} for panel in shown]
     every_image = pd.concat(tables, ignore_index=True)
-    return every_image, summary_table(every_image), panels
+    summary = summary_table(every_image)
+    return every_image, summary, frame_over_seeds(summary, ["base_model"]), panels

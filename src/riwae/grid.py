@@ -52,6 +52,11 @@ def box_grid(
     """A size x size grid of points over [lower, upper] (per axis), edges included."""
     x_axis = torch.linspace(lower[0], upper[0], size, dtype=dtype, device=device)
     y_axis = torch.linspace(lower[1], upper[1], size, dtype=dtype, device=device)
+    return grid_of_axes(x_axis, y_axis)
+
+
+def grid_of_axes(x_axis: torch.Tensor, y_axis: torch.Tensor) -> Grid2D:
+    """The grid of every (x, y) of two evenly spaced axes (e.g. a saved figure's)."""
     y, x = torch.meshgrid(y_axis, x_axis, indexing="ij")
     return Grid2D(x_axis, y_axis, torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1))
 

@@ -16,6 +16,7 @@ from riwae.grid import Grid2D, square_grid
 from riwae.numeric import POSTERIOR_DRAWS, mean_and_se
 from riwae.posterior import fitted_posteriors, other_log_weights
 from riwae.qiw import marginal_log_density
+from riwae.tables import frame_over_seeds
 from riwae.targets import DiagGaussian, cremer2d_target
 
 log = logging.getLogger("riwae")
@@ -99,7 +100,8 @@ def marginal_table(
     (``images``, the test set's ``indices``) under each 2D model of ``models``
     (``riwae.spec.ModelSpec`` -> model), on a grid fitted to each image's posterior and q;
     in float64, with one generator throughout. ``settings``: the config's ``marginal``
-    section. One row per case (``case``, ``image``: -1 for the synthetic target) and k."""
+    section. One row per case (``case``, ``image``: -1 for the synthetic target;
+    ``base_model`` and training ``seed`` of a model) and k."""
     common = dict(
         ks=settings["k"],
         sample_sets=settings["sample_sets"],
@@ -115,13 +117,33 @@ def marginal_table(
         posteriors = fitted_posteriors(model.double(), images.double(), limit, size)
         for index, (posterior, q, grid) in zip(indices, posteriors, strict=True):
             rows = marginal_ordering(posterior, q, grid, **common)
-            frames.append(pd.DataFrame(rows).assign(case=spec.name, image=index))
+            frames.append(
+                pd.DataFrame(rows).assign(
+                    case=spec.name, image=index, base_model=spec.base_name, seed=spec.settings.seed
+                )
+            )
             log.info("%s, test image %d done", spec.name, index)
     return pd.concat(frames, ignore_index=True)
 
 
-def marginal_markdown(table) -> str:
-    """The four quantities per case and k, with one standard error, and the verdict."""
+def marginal_over_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """Per 2D model (``base_model``) and k: KL(q_IW marginal || posterior) and the other
+    quantities averaged over the test images of each training seed, then their mean over
+    the seeds and the seeds' standard deviation (``*_seed_sd``), and the share of the cases
+    (seeds x images) whose bounds are ordered."""
+    models = table[table.image >= 0].assign(ordered=lambda t: t.ordered.astype(float))
+    keys = ["base_model", "k"]
+    per_seed = models.groupby([*keys, "seed"], sort=False).mean(numeric_only=True).reset_index()
+    columns = [*keys, "seed", "KL(q_IW marginal || posterior)", "L_VAE[q_IW marginal]"]
+    spread = frame_over_seeds(per_seed[columns], keys)
+    ordered = models.groupby(keys, sort=False).ordered.mean().rename("ordered_share")
+    return spread.merge(ordered.reset_index(), on=keys)
+
+
+def marginal_markdown(table: pd.DataFrame, over_seeds: pd.DataFrame) -> str:
+    """The four quantities per case and k, with one standard error, and the verdict; then,
+    with several training seeds, each model's KL per k over its seeds (``over_seeds``:
+    ``marginal_over_seeds``)."""
     lines = []
     for (case, image), rows in table.groupby(["case", "image"], sort=False):
         title = case if image < 0 else f"{case}, test image {image}"
@@ -146,4 +168,19 @@ def marginal_markdown(table) -> str:
         f"L_VAE[q_IW marginal] <= log p(x), each within {ORDER_SIGMAS:g} standard errors "
         f"of the difference. log p(x) and L_VAE[q_IW marginal] by quadrature on a grid."
     )
+    if len(over_seeds) and over_seeds.seeds.max() > 1:
+        kl = "KL(q_IW marginal || posterior)"
+        lines += [
+            "",
+            "## Over training seeds",
+            "",
+            "| model | k | seeds | KL(q_IW ‖ p), mean over images | sd over seeds "
+            "| ordered cases |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in over_seeds.to_dict("records"):
+            lines.append(
+                f"| {r['base_model']} | {r['k']} | {r['seeds']} | {r[kl]:.3f} "
+                f"| {r[f'{kl}_seed_sd']:.3f} | {r['ordered_share']:.0%} |"
+            )
     return "\n".join(lines) + "\n"

@@ -101,6 +101,14 @@ def stage(function):
     return run
 
 
+def write_markdown(markdown, html, text: str, title: str) -> None:
+    """A stage's pipe tables ``text`` as markdown and as the report's HTML page ``title``,
+    and in the stage's log."""
+    write_text(markdown, text)
+    write_text(html, markdown_page(text, title))
+    log.info("\n%s", text)
+
+
 @stage
 def fetch_mnist(mnist, source, cache_dir):
     from riwae.data import prepare_mnist
@@ -185,29 +193,33 @@ def identity(data, models, qiw_distances, check, table, table_html, settings, sp
 
 
 @stage
-def marginal(data, models, table, markdown, html, settings, specs, seed):
+def marginal(data, models, table, over_seeds, markdown, html, settings, specs, seed):
     """C3: the marginal q_IW among the bounds, for the synthetic target and test digits
-    under each 2D model."""
+    under each 2D model (every training seed)."""
     from riwae.data import binarized_test_images, chosen_images
-    from riwae.marginal import marginal_markdown, marginal_table
+    from riwae.marginal import marginal_markdown, marginal_over_seeds, marginal_table
     from riwae.spec import load_models
 
     test = binarized_test_images(data, seed)
     indices = chosen_images(settings["digits"], len(test), seed)
     result = marginal_table(load_models(models, specs), test[indices], indices, settings, seed)
-    text = marginal_markdown(result)
-    log.info("\n%s", text)
+    spread = marginal_over_seeds(result)
     write_csv(table, result)
-    write_text(markdown, text)
-    write_text(html, markdown_page(text, "The marginal q_IW among the bounds"))
+    write_csv(over_seeds, spread)
+    text = marginal_markdown(result, spread)
+    write_markdown(markdown, html, text, "The marginal q_IW among the bounds")
 
 
 @stage
 def marginal_figure(table, png, pdf, specs, style):
+    """The synthetic target and the first-seed models (``specs``)."""
     from riwae.plots import marginal_bounds, model_looks, save_figure
     from riwae.spec import spec_table
 
-    figure = marginal_bounds(read_csv(table), model_looks(spec_table(specs)), style)
+    looks = model_looks(spec_table(specs))
+    cases = read_csv(table)
+    shown = cases[(cases.image < 0) | cases.case.isin(list(looks))]
+    figure = marginal_bounds(shown, looks, style)
     save_figure(figure, [png, pdf], style["dpi"])
 
 
@@ -317,6 +329,28 @@ def digit_posteriors(data, model, arrays, spec, settings, ks, seed):
 
 
 @stage
+def digit_posteriors_table(arrays, table, over_seeds, markdown, html, specs, ks):
+    """How close q_IW comes to the true posterior of real digits under each 2D model (every
+    training seed): total variation distances per digit and k, and over seeds."""
+    from riwae.posterior import (
+        digit_distances,
+        digit_distances_markdown,
+        digit_distances_over_seeds,
+    )
+    from riwae.spec import ModelSpec
+
+    digits = {
+        ModelSpec.of(spec): read_npz_list(path) for spec, path in zip(specs, arrays, strict=True)
+    }
+    distances = digit_distances(digits, ks)
+    spread = digit_distances_over_seeds(distances)
+    write_csv(table, distances)
+    write_csv(over_seeds, spread)
+    text = digit_distances_markdown(spread)
+    write_markdown(markdown, html, text, "q_IW against the true posterior of test digits")
+
+
+@stage
 def digit_posteriors_figure(arrays, png, pdf, ks, style, model_name):
     from riwae.plots import digit_posterior_panels, save_figure
 
@@ -401,6 +435,7 @@ def exact_loglik(
     models,
     evaluations,
     table,
+    over_seeds,
     markdown,
     html,
     per_image,
@@ -411,8 +446,8 @@ def exact_loglik(
     seed,
     device,
 ):
-    """log p(x) of every 2D model on the evaluation's test images, by quadrature
-    (riwae.exact), beside the k = 5000 estimate of the evaluate stage."""
+    """log p(x) of every 2D model (every training seed) on the evaluation's test images, by
+    quadrature (riwae.exact), beside the k = 5000 estimate of the evaluate stage."""
     from riwae.data import binarized_test_images
     from riwae.evaluate import read_evaluations
     from riwae.exact import exact_loglik_tables, summary_markdown
@@ -420,23 +455,25 @@ def exact_loglik(
 
     specs = list(map(ModelSpec.of, specs))
     x = binarized_test_images(data, seed, test_images, device)
-    every_image, summary, panels = exact_loglik_tables(
+    every_image, summary, spread, panels = exact_loglik_tables(
         load_models(models, specs, device), read_evaluations(evaluations, specs), x, settings
     )
-    text = summary_markdown(summary)
     write_csv(per_image, every_image)
     write_csv(table, summary)
-    write_text(markdown, text)
-    write_text(html, frame_page(summary, "Exact log p(x) of the 2D models and the estimate"))
+    write_csv(over_seeds, spread)
     write_npz_list(arrays, panels)
-    log.info("\n%s", text)
+    text = summary_markdown(summary, spread)
+    write_markdown(markdown, html, text, "Exact log p(x) of the 2D models and the estimate")
 
 
 @stage
-def exact_loglik_figure(per_image, arrays, png, pdf, style):
+def exact_loglik_figure(per_image, arrays, png, pdf, models, style):
+    """The figure of the first-seed models (``models``, by name)."""
     from riwae.plots import exact_loglik_panels, save_figure
 
-    figure = exact_loglik_panels(read_csv(per_image), read_npz_list(arrays), style)
+    every_image = read_csv(per_image)
+    shown = every_image[every_image.model.isin(models)]
+    figure = exact_loglik_panels(shown, read_npz_list(arrays), style)
     save_figure(figure, [png, pdf], style["dpi"])
 
 
@@ -528,12 +565,9 @@ def gradient_snr_tables(tables, table, markdown, html, slopes):
     from riwae.snr import snr_markdown, snr_slopes
 
     every = pd.concat([read_csv(path) for path in tables], ignore_index=True)
-    text = snr_markdown(every)
     write_csv(table, every)
     write_csv(slopes, snr_slopes(every))
-    write_text(markdown, text)
-    write_text(html, markdown_page(text, "Gradient signal-to-noise ratio against k"))
-    log.info("\n%s", text)
+    write_markdown(markdown, html, snr_markdown(every), "Gradient signal-to-noise ratio against k")
 
 
 @stage
@@ -545,12 +579,13 @@ def gradient_snr_figure(table, png, pdf, style):
 
 @stage
 def through_qiw(
-    data, models, reconstruction, per_image, table, markdown, html, settings, exact_settings,
+    data, models, exact, reconstruction, per_image, table, markdown, html, settings,
     test_images, specs, seed, device
 ):  # fmt: skip
-    """Each 2D model's q and q_IW measured exactly (riwae.through_qiw): log p(x), the ELBO,
-    KL(q || p(z|x)) per image, L_IWAE - ELBO at its sample budget, q's area against the
-    posterior's, and the reconstruction gain; over every seed."""
+    """Each 2D model's q and q_IW measured exactly (riwae.through_qiw): log p(x) and the
+    posterior's area from the exact_loglik stage's quadrature, the ELBO, KL(q || p(z|x))
+    per image, L_IWAE - ELBO at its sample budget, q's area against the posterior's, and
+    the reconstruction gain; over every seed."""
     from riwae.data import binarized_test_images
     from riwae.spec import load_models
     from riwae.through_qiw import objectives_markdown, objectives_tables
@@ -559,14 +594,12 @@ def through_qiw(
     metric = read_csv(reconstruction)
     gains = metric[metric.source == "q_IW - q"].set_index("model").log_p_x_given_z
     every_image, summary = objectives_tables(
-        load_models(models, specs, device), x, gains, settings, exact_settings, seed
+        load_models(models, specs, device), x, read_csv(exact), gains, settings, seed
     )
-    text = objectives_markdown(summary)
     write_csv(per_image, every_image)
     write_csv(table, summary)
-    write_text(markdown, text)
-    write_text(html, markdown_page(text, "Each objective's q and q_IW on the 2D models"))
-    log.info("\n%s", text)
+    text = objectives_markdown(summary)
+    write_markdown(markdown, html, text, "Each objective's q and q_IW on the 2D models")
 
 
 @stage

@@ -74,6 +74,22 @@ def over_seeds(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else np.nan
 
 
+def frame_over_seeds(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows of models trained from several seeds, grouped by ``keys`` (e.g. ``base_model``,
+    and ``k``): each numeric column as its mean over the seeds and the seeds' standard
+    deviation (``<column>_seed_sd``, NaN for one seed), with the number of seeds."""
+    numeric = [
+        column
+        for column in rows.drop(columns=keys).select_dtypes("number").columns
+        if column != "seed"
+    ]
+    grouped = rows.groupby(keys, sort=False)[numeric]
+    means, spreads = grouped.mean(), grouped.std(ddof=1).add_suffix("_seed_sd")
+    table = pd.concat([means, spreads], axis=1).reset_index()
+    table.insert(len(keys), "seeds", grouped.size().to_numpy())
+    return table
+
+
 def reconstruction_over_seeds(metric: pd.DataFrame) -> pd.DataFrame:
     """The reconstruction metric of each model (``base_model``) and source, as the mean over
     its training seeds, with the seeds' standard deviation (``*_seed_sd``, NaN for one seed)

@@ -3,7 +3,8 @@
 For a 2-latent model the quadrature of ``riwae.exact`` gives log p(x) per image, so the gap
 between it and q's ELBO is KL(q || p(z|x)) itself, not an estimate. Per image:
 
-- log p(x), by quadrature over the posterior's fitted box (``exact_log_evidence``);
+- log p(x), by quadrature over the posterior's fitted box (``riwae.exact``, whose stage
+  computes it once for every 2D model);
 - the ELBO of q, E_q[log p(x, z)] by a Gauss-Hermite rule in q's own coordinates (exact for
   polynomials of degree below twice the nodes per axis; log p(x, z) is smooth in z) plus
   q's entropy in closed form;
@@ -11,7 +12,7 @@ between it and q's ELBO is KL(q || p(z|x)) itself, not an estimate. Per image:
 - L_IWAE_k - ELBO at the model's sample budget k: Monte Carlo over sample sets, with its
   standard error;
 - the one-sigma areas pi sqrt(det Sigma) of q and of the posterior (its covariance by
-  quadrature on the same box as log p(x)).
+  quadrature on the same grid as log p(x)).
 
 ``joint`` is any object with ``x``, ``on_shared_points``, ``on_points`` and ``proposal``, as
 ``riwae.targets.ModelPosterior``; tests use a linear-Gaussian one with closed forms.
@@ -24,8 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from riwae.exact import exact_log_evidence, on_boxes, quadrature_settings
+from riwae.io import DataError
 from riwae.numeric import mean_and_se
+from riwae.tables import frame_over_seeds
 from riwae.targets import ModelPosterior
 
 log = logging.getLogger("riwae")
@@ -88,38 +90,18 @@ def iwae_bound_of_q(
     return torch.cat(means), torch.cat(errors)
 
 
-@torch.no_grad()
-def posterior_spread(joint, exact: pd.DataFrame, max_rows: int = 2**12) -> torch.Tensor:
-    """Per image, sqrt(det Sigma) of the posterior p(z|x), its covariance by quadrature on
-    the grid and box that ``exact_log_evidence`` ended with for that image (``exact``'s
-    rows): ``[images]``."""
-    lower = torch.tensor(exact[["z1_lower", "z2_lower"]].to_numpy(), device=joint.x.device)
-    upper = torch.tensor(exact[["z1_upper", "z2_upper"]].to_numpy(), device=joint.x.device)
-    spread = torch.empty(len(exact), dtype=torch.float64)
-    for size, frame in exact.groupby("grid_size"):
-        images = frame.index.tolist()
-        for chunk, grids, log_joints in on_boxes(joint, lower, upper, images, size, max_rows):
-            for grid, log_joint, i in zip(grids, log_joints, chunk.tolist(), strict=True):
-                p = torch.softmax(log_joint.double(), 0)  # the posterior's mass per cell
-                points = grid.points.double()
-                centred = points - p @ points
-                covariance = (p[:, None] * centred).T @ centred
-                spread[i] = torch.linalg.det(covariance).clamp(min=0).sqrt()
-    return spread
-
-
 def per_image_table(
     joint, exact: pd.DataFrame, k: int, sets: int, seed: int, nodes: int = 40
 ) -> pd.DataFrame:
-    """One row per image: log p(x) (``exact``, the rows of ``exact_log_evidence`` for
-    ``joint``), the ELBO of q, KL(q || p(z|x)), L_IWAE_k[q] with its standard error and its
-    gap over the ELBO, and the one-sigma areas of q and of the posterior."""
+    """One row per image: log p(x) and the posterior's one-sigma area (``exact``, the rows
+    of ``riwae.exact.exact_log_evidence`` for ``joint``), the ELBO of q, KL(q || p(z|x)),
+    L_IWAE_k[q] with its standard error and its gap over the ELBO, and q's one-sigma area
+    and its ratio to the posterior's."""
     generator = torch.Generator(device=joint.x.device).manual_seed(seed)
     elbo = elbo_of_q(joint, nodes).cpu()
     iwae, iwae_se = (t.cpu() for t in iwae_bound_of_q(joint, k, sets, generator))
     logvar = joint.proposal().logvar
     q_area = math.pi * (0.5 * logvar.double().sum(-1)).exp().cpu()
-    posterior_area = math.pi * posterior_spread(joint, exact)
     table = pd.DataFrame(
         {
             "image": range(len(exact)),
@@ -128,7 +110,7 @@ def per_image_table(
             "iwae_bound": iwae.numpy(),
             "iwae_bound_se": iwae_se.numpy(),
             "q_area": q_area.numpy(),
-            "posterior_area": posterior_area.numpy(),
+            "posterior_area": exact.posterior_area.to_numpy(),
         }
     )
     table["kl_q_posterior"] = table.log_evidence - table.elbo
@@ -165,20 +147,9 @@ def model_summary(per_image: pd.DataFrame) -> dict:
     }
 
 
-def over_seeds(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows of one model trained from several seeds (``base_model``; any numeric columns)
-    as the mean over its seeds and the seeds' standard deviation (``<column>_seed_sd``,
-    NaN for one seed), with the number of seeds."""
-    numeric = summary.drop(columns=["base_model"]).select_dtypes("number").columns
-    grouped = summary.groupby("base_model", sort=False)[list(numeric)]
-    means, spreads = grouped.mean(), grouped.std(ddof=1).add_suffix("_seed_sd")
-    table = pd.concat([means, spreads], axis=1).reset_index()
-    table.insert(1, "seeds", grouped.size().to_numpy())
-    return table
-
-
 def objectives_markdown(table: pd.DataFrame) -> str:
-    """The objectives table (``over_seeds`` of the per-model rows) as a pipe table."""
+    """The objectives table (``riwae.tables.frame_over_seeds`` of the per-model rows) as a
+    pipe table."""
     seeds = int(table.seeds.max())
 
     def cell(r, column: str, digits: int = 2) -> str:
@@ -220,20 +191,32 @@ def objectives_markdown(table: pd.DataFrame) -> str:
 
 
 def objectives_tables(
-    models: dict, x: torch.Tensor, gains: pd.Series, settings: dict, exact_settings: dict, seed: int
+    models: dict,
+    x: torch.Tensor,
+    exact: pd.DataFrame,
+    gains: pd.Series,
+    settings: dict,
+    seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every 2D model of ``models`` (``riwae.spec.ModelSpec`` -> model, every seed) on the
-    binarised images ``x``, in float64: ``per_image_table`` of each at its sample budget
-    (``settings``: the config's ``through_qiw`` section; ``exact_settings``: its ``exact``
-    section), and one row per model with its reconstruction gain (``gains``, by model
-    name), then their means and spread over seeds (``over_seeds``)."""
+    binarised images ``x``, in float64: ``per_image_table`` of each at its sample budget,
+    with log p(x) and the posterior's area from ``exact`` (the exact_loglik stage's
+    per-image table, by ``model``; ``settings``: the config's ``through_qiw`` section), and
+    one row per model with its reconstruction gain (``gains``, by model name), then their
+    means and spread over seeds (``riwae.tables.frame_over_seeds``)."""
     images, rows = [], []
     for spec, model in models.items():
+        quadrature = exact[exact.model == spec.name].reset_index(drop=True)
+        if len(quadrature) != len(x):  # log p(x) of other images than these
+            raise DataError(
+                f"{spec.name}: the exact log p(x) table has {len(quadrature)} of its images, "
+                f"this stage {len(x)}; rerun the exact_loglik stage with the same "
+                f"evaluation.test_images."
+            )
         joint = ModelPosterior(model.double(), x.double())
-        exact = exact_log_evidence(joint, **quadrature_settings(exact_settings))
         draws = spec.settings.training_objective.draws  # the model's sample budget
         frame = per_image_table(
-            joint, exact, draws, settings["iwae_sets"], seed, settings["nodes"]
+            joint, quadrature, draws, settings["iwae_sets"], seed, settings["nodes"]
         ).assign(model=spec.name)
         images.append(frame)
         rows.append(
@@ -246,4 +229,5 @@ def objectives_tables(
             }
         )
         log.info("%s: %s", spec.name, rows[-1])
-    return pd.concat(images, ignore_index=True), over_seeds(pd.DataFrame(rows))
+    summary = frame_over_seeds(pd.DataFrame(rows), ["base_model"])
+    return pd.concat(images, ignore_index=True), summary

@@ -108,6 +108,7 @@ SNR_MODELS = config["snr"]["models"]
 WILDCARDS = {
     "model": names(REPLICATES),
     "model2d": names(MODELS_2D),
+    "replicate2d": names(REPLICATES_2D),
     "snr_model": SNR_MODELS,
 }
 

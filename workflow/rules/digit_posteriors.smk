@@ -1,19 +1,20 @@
-# True posteriors and q_IW of test digits under each 2D model, each on its own grid.
+# True posteriors and q_IW of test digits under each 2D model (every training seed), each
+# on its own grid; the figures of the first-seed models.
 
 
 rule digit_posteriors:
     input:
         data="resources/mnist.npz",
-        model=f"{RUN}/models/{{model2d}}/model.pt",
+        model=f"{RUN}/models/{{replicate2d}}/model.pt",
     output:
-        arrays=f"{RUN}/figures/digit_posteriors_{{model2d}}.npz",
+        arrays=f"{RUN}/figures/digit_posteriors_{{replicate2d}}.npz",
     log:
-        f"{RUN}/logs/digit_posteriors_{{model2d}}.log",
+        f"{RUN}/logs/digit_posteriors_{{replicate2d}}.log",
     benchmark:
-        f"{RUN}/benchmarks/digit_posteriors_{{model2d}}.tsv"
+        f"{RUN}/benchmarks/digit_posteriors_{{replicate2d}}.tsv"
     threads: config["threads_per_job"]
     params:
-        spec=lambda wildcards: SPECS[wildcards.model2d].as_dict(),
+        spec=lambda wildcards: SPECS[wildcards.replicate2d].as_dict(),
         settings=settings_of(
             "figures",
             "posterior_digits",
@@ -30,9 +31,35 @@ rule digit_posteriors:
         )
 
 
+rule digit_posteriors_table:
+    input:
+        arrays=expand(
+            rules.digit_posteriors.output.arrays, replicate2d=names(REPLICATES_2D)
+        ),
+    output:
+        table=f"{RUN}/tables/digit_posteriors.csv",
+        over_seeds=f"{RUN}/tables/digit_posteriors_over_seeds.csv",
+        markdown=f"{RUN}/tables/digit_posteriors.md",
+        html=shown(
+            f"{RUN}/tables/digit_posteriors.html",
+            "digit_posteriors",
+            "digits",
+            "Table: q_IW against the true posterior of test digits",
+        ),
+    log:
+        f"{RUN}/logs/digit_posteriors_table.log",
+    benchmark:
+        f"{RUN}/benchmarks/digit_posteriors_table.tsv"
+    params:
+        specs=as_params(REPLICATES_2D),
+        ks=config["posterior"]["figure_k"],
+    run:
+        stages.digit_posteriors_table(**input, **output, **params, log_file=log[0])
+
+
 rule digit_posteriors_figure:
     input:
-        arrays=rules.digit_posteriors.output.arrays,
+        arrays=f"{RUN}/figures/digit_posteriors_{{model2d}}.npz",
     output:
         **figure(
             "digit_posteriors_{model2d}",

@@ -6,7 +6,7 @@ rule estimator_comparison:
         evaluation=rules.evaluation_tables.output.evaluation,
         reconstruction=rules.reconstruct.output.metric if MODELS_2D else [],
         posteriors=expand(
-            rules.digit_posteriors.output.arrays, model2d=names(MODELS_2D)
+            rules.digit_posteriors.output.arrays, replicate2d=names(MODELS_2D)
         ),
     output:
         table=f"{RUN}/tables/estimators.csv",

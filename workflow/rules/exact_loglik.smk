@@ -1,4 +1,5 @@
-# log p(x) of every 2D model by quadrature, beside the k = 5000 estimate of `evaluate`.
+# log p(x) of every 2D model (every training seed) by quadrature, beside the k = 5000
+# estimate of `evaluate`.
 
 # The refining check compares the grid with every other point of it: that needs an odd size.
 if config["exact"]["grid_size"] % 2 == 0:
@@ -13,10 +14,11 @@ if MODELS_2D:
     rule exact_loglik:
         input:
             data="resources/mnist.npz",
-            models=expand(TRAINED["model"], model=names(MODELS_2D)),
-            evaluations=expand(rules.evaluate.output.result, model=names(MODELS_2D)),
+            models=expand(TRAINED["model"], model=names(REPLICATES_2D)),
+            evaluations=expand(rules.evaluate.output.result, model=names(REPLICATES_2D)),
         output:
             table=f"{RUN}/tables/exact_loglik.csv",
+            over_seeds=f"{RUN}/tables/exact_loglik_over_seeds.csv",
             markdown=f"{RUN}/tables/exact_loglik.md",
             html=shown(
                 f"{RUN}/tables/exact_loglik.html",
@@ -36,7 +38,7 @@ if MODELS_2D:
         params:
             settings=config["exact"],
             test_images=config["evaluation"]["test_images"],
-            specs=as_params(MODELS_2D),
+            specs=as_params(REPLICATES_2D),
             seed=config["seed"],
             device=config["device"],
             gpu_locks=GPU_LOCKS,
@@ -63,6 +65,7 @@ if MODELS_2D:
         benchmark:
             f"{RUN}/benchmarks/exact_loglik_figure.tsv"
         params:
+            models=names(MODELS_2D),
             style=config["plot"],
         run:
             stages.exact_loglik_figure(**input, **output, **params, log_file=log[0])

@@ -1,10 +1,11 @@
-# C3: L_IWAE[q] = L_VAE[q_IW] per sample set, on the synthetic target and every trained model.
+# C3: L_IWAE[q] = L_VAE[q_IW] per sample set, on the synthetic target and every trained model
+# (every training seed).
 
 
 rule identity:
     input:
         data="resources/mnist.npz",
-        models=expand(TRAINED["model"], model=names(MODELS)),
+        models=expand(TRAINED["model"], model=names(REPLICATES)),
         qiw_distances=rules.posterior_grid.output.distances,
     output:
         check=f"{RUN}/checks/identity.json",
@@ -22,7 +23,7 @@ rule identity:
     threads: config["threads_per_job"]
     params:
         settings=config["identity"],
-        specs=as_params(MODELS),
+        specs=as_params(REPLICATES),
         seed=config["seed"],
         matmul_precision=MATMUL_PRECISION,
     run:

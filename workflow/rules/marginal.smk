@@ -4,9 +4,10 @@
 rule marginal:
     input:
         data="resources/mnist.npz",
-        models=expand(TRAINED["model"], model=names(MODELS_2D)),
+        models=expand(TRAINED["model"], model=names(REPLICATES_2D)),
     output:
         table=f"{RUN}/checks/marginal.csv",
+        over_seeds=f"{RUN}/checks/marginal_over_seeds.csv",
         markdown=f"{RUN}/checks/marginal.md",
         html=shown(
             f"{RUN}/checks/marginal.html",
@@ -21,7 +22,7 @@ rule marginal:
     threads: config["threads_per_job"]
     params:
         settings=config["marginal"],
-        specs=as_params(MODELS_2D),
+        specs=as_params(REPLICATES_2D),
         seed=config["seed"],
         matmul_precision=MATMUL_PRECISION,
     run:

@@ -7,6 +7,7 @@ if MODELS_2D:
         input:
             data="resources/mnist.npz",
             models=expand(TRAINED["model"], model=names(REPLICATES_2D)),
+            exact=rules.exact_loglik.output.per_image,
             reconstruction=rules.reconstruct.output.metric,
         output:
             per_image=f"{RUN}/tables/through_qiw_per_image.csv",
@@ -27,7 +28,6 @@ if MODELS_2D:
             gpu=GPU_JOBS,
         params:
             settings=settings_of("through_qiw", "iwae_sets", "nodes"),
-            exact_settings=config["exact"],
             test_images=config["evaluation"]["test_images"],
             specs=as_params(REPLICATES_2D),
             seed=config["seed"],

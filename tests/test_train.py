@@ -11,7 +11,7 @@ from riwae.evaluate import active_units, evaluate_model, iwae_estimate
 from riwae.grid import square_grid
 from riwae.models import VAE, StackedVAE
 from riwae.optim import BurdaAdam, make_optimizer
-from riwae.spec import model_specs, training_groups
+from riwae.spec import model_specs, training_groups, training_priorities
 from riwae.train import TrainingError, TrainSettings, train_group
 
 
@@ -406,18 +406,20 @@ def test_burda_optimizer_and_fixed_binarisation_train(tmp_path):
     assert history.heldout_bound.iloc[-1] > history.heldout_bound.iloc[0] + 2
 
 
-def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
-    def training(**changes) -> dict:  # as settings() has them
-        fixed = ("seed", "arch", "objective", "k", "estimator")
-        return {k: v for k, v in settings(**changes).as_dict().items() if k not in fixed}
+def training_section(**changes) -> dict:
+    """A config's training settings of one architecture, as ``settings()`` has them."""
+    fixed = ("seed", "arch", "objective", "k", "estimator")
+    return {k: v for k, v in settings(**changes).as_dict().items() if k not in fixed}
 
+
+def test_every_model_is_trained_from_every_seed_and_the_first_keeps_its_name():
     config = {
         "models": [
             {"arch": "burda1", "objective": "iwae", "k": 5},
             {"arch": "cremer2d", "objective": "iwae", "k": 50, "estimator": "dreg"},
         ],
         "seeds": [3, 0, 7],
-        "training": {"burda1": training(), "cremer2d": training(lr=1e-4)},
+        "training": {"burda1": training_section(), "cremer2d": training_section(lr=1e-4)},
     }
     specs = model_specs(config)
     assert [(s.name, s.settings.seed) for s in specs] == [
@@ -548,3 +550,28 @@ def test_checkpoints_by_wall_time_resume_to_the_same_numbers(tmp_path, caplog):
     assert whole_history.equals(resumed_history)
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_training_priorities_put_2d_models_first_then_the_longest():
+    config = {
+        "models": [
+            {"arch": "burda1", "objective": "vae", "k": 1},
+            {"arch": "burda1", "objective": "iwae", "k": 50},
+            {"arch": "cremer2d", "objective": "vae", "k": 1},
+            {"arch": "burda2", "objective": "iwae", "k": 5},
+        ],
+        "seeds": [0],
+        "training": {
+            "burda1": training_section(),
+            "burda2": training_section(epochs=40),  # 40 x 5 draws per image: more than 3 x 50
+            "cremer2d": training_section(),
+        },
+    }
+    specs = {spec.name: spec for spec in model_specs(config)}
+    groups = training_groups(list(specs.values()), "model", "cpu")
+    assert training_priorities(groups, specs) == {
+        "cremer2d-vae-k1": 4,
+        "burda2-iwae-k5": 3,
+        "burda1-iwae-k50": 2,
+        "burda1-vae-k1": 1,
+    }

@@ -109,6 +109,29 @@ def training_groups(specs: list[ModelSpec], policy: str, device: str) -> dict[st
     return groups
 
 
+def training_priorities(
+    groups: dict[str, list[str]], specs: dict[str, ModelSpec]
+) -> dict[str, int]:
+    """Snakemake priorities (higher runs first, 1 to the number of groups) of the training
+    groups (``training_groups``; ``specs`` by name): groups with a 2D model first, whose
+    models most stages wait for (exact log p(x), the marginal q_IW, the objectives), then
+    the longest, by draws over the epochs (each member's draws per image x training images
+    x epochs), so that long jobs do not start last beside an idle core."""
+
+    def order(group: str) -> tuple[bool, int]:
+        members = [specs[name] for name in groups[group]]
+        draws = sum(
+            spec.settings.training_objective.draws
+            * spec.settings.train_images
+            * spec.settings.epochs
+            for spec in members
+        )
+        return any(spec.architecture.is_2d for spec in members), draws
+
+    ranked = sorted(groups, key=order)
+    return {group: rank + 1 for rank, group in enumerate(ranked)}
+
+
 def save_model(path: str | Path, model: VAE, settings: TrainSettings, device: torch.device):
     """A trained model with the settings it was trained with, which ``load_model`` checks.
     Plain content only (tensors, strings, numbers, dicts), so it loads with weights_only."""

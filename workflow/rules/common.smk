@@ -24,7 +24,7 @@ from riwae.device import (
     visible_gpu_count,
     visible_gpu_memory,
 )
-from riwae.spec import model_specs, training_groups
+from riwae.spec import model_specs, training_groups, training_priorities
 
 
 def run_name():
@@ -149,6 +149,13 @@ def settings_of(section, *keys):
 # Models that train together as one stacked network, by group name (riwae.spec.training_groups):
 # from the config alone, so that every machine reading this file finds the same rules.
 GROUPS = training_groups(REPLICATES, config["training_groups"], config["device"])
+
+# Snakemake runs the ready jobs of higher priority first. Training groups by
+# riwae.spec.training_priorities (2D models first, then the longest); above them, the
+# evaluation and the long stages on the 2D models, which then run beside the other training
+# jobs instead of after them all, with one core idle. Other jobs are short: priority 0.
+TRAINING_PRIORITY = training_priorities(GROUPS, SPECS)
+AFTER_TRAINING = len(GROUPS) + 1
 
 # GPU jobs declare gpu=1: one of `jobs_per_gpu` slots of a GPU (riwae.device.claim_device).
 # Snakemake runs as many at once as the resource allows: `--resources gpu=N` when given,

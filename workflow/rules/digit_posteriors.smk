@@ -12,6 +12,7 @@ rule digit_posteriors:
         f"{RUN}/logs/digit_posteriors_{{replicate2d}}.log",
     benchmark:
         f"{RUN}/benchmarks/digit_posteriors_{{replicate2d}}.tsv"
+    priority: AFTER_TRAINING
     threads: config["threads_per_job"]
     params:
         spec=lambda wildcards: SPECS[wildcards.replicate2d].as_dict(),

@@ -11,6 +11,7 @@ rule evaluate:
         f"{RUN}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{RUN}/benchmarks/evaluate/{{model}}.tsv"
+    priority: AFTER_TRAINING
     threads: config["threads_per_job"]
     resources:
         gpu=GPU_JOBS,

@@ -32,6 +32,7 @@ if MODELS_2D:
             f"{RUN}/logs/exact_loglik.log",
         benchmark:
             f"{RUN}/benchmarks/exact_loglik.tsv"
+        priority: AFTER_TRAINING
         threads: config["threads_per_job"]
         resources:
             gpu=GPU_JOBS,

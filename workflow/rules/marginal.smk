@@ -19,6 +19,7 @@ rule marginal:
         f"{RUN}/logs/marginal.log",
     benchmark:
         f"{RUN}/benchmarks/marginal.tsv"
+    priority: AFTER_TRAINING
     threads: config["threads_per_job"]
     params:
         settings=config["marginal"],

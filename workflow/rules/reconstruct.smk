@@ -21,6 +21,7 @@ if MODELS_2D:
             f"{RUN}/logs/reconstruct.log",
         benchmark:
             f"{RUN}/benchmarks/reconstruct.tsv"
+        priority: AFTER_TRAINING
         threads: config["threads_per_job"]
         params:
             settings=settings_of(

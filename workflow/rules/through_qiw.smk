@@ -23,6 +23,7 @@ if MODELS_2D:
             f"{RUN}/logs/through_qiw.log",
         benchmark:
             f"{RUN}/benchmarks/through_qiw.tsv"
+        priority: AFTER_TRAINING
         threads: config["threads_per_job"]
         resources:
             gpu=GPU_JOBS,
@@ -50,6 +51,7 @@ if MODELS_2D:
             f"{RUN}/logs/through_qiw_posteriors.log",
         benchmark:
             f"{RUN}/benchmarks/through_qiw_posteriors.tsv"
+        priority: AFTER_TRAINING
         threads: config["threads_per_job"]
         params:
             specs=as_params(MODELS_2D),

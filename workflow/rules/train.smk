@@ -24,6 +24,7 @@ for group, members in GROUPS.items():
             f"{RUN}/logs/train/{group}.log",
         benchmark:
             f"{RUN}/benchmarks/train/{group}.tsv"
+        priority: TRAINING_PRIORITY[group]
         threads: config["threads_per_job"]
         resources:
             gpu=GPU_JOBS,

@@ -20,6 +20,7 @@ from riwae.exact import (
     summary_table,
 )
 from riwae.grid import square_grid
+from riwae.html_tables import markdown_page
 from riwae.io import DataError
 from riwae.models import VAE
 from riwae.numeric import mean_and_se
@@ -254,5 +255,8 @@ def test_per_image_table_and_summary():
     ) and spread.difference_seed_sd == pytest.approx(0)
     markdown = summary_markdown(both, frame_over_seeds(both, ["base_model"]))
     assert "| m | 2 | -91.000 (sd 1.414) | -91.800 (sd 1.414) | 0.800 (sd 0.000) |" in markdown
+    # The report's page splits every row into its cells: one per column in every table.
+    page = markdown_page(markdown, "title")
+    assert page.count("<tr>") == 2 + 3
     with pytest.raises(DataError, match="rerun the evaluate stage"):
         per_image_table("m", exact, [-1.0], ll_k=5000)

@@ -266,11 +266,11 @@ OVER_SEEDS_COLUMNS = ("exact", "estimate", "difference", "kl_posterior_q_mean")
 def summary_markdown(summary: pd.DataFrame, over_seeds: pd.DataFrame) -> str:
     """The per-model summary as a pipe table, then, with several training seeds, each model's
     mean over its seeds (``over_seeds``: ``riwae.tables.frame_over_seeds`` of the summary)
-    with the seeds' standard deviation."""
+    with the seeds' standard deviation. No '|' inside a cell: it would split the table."""
     lines = [
         "| model | images | log p(x), exact | k-sample estimate | exact - estimate "
         f"| largest, smallest | estimates > {BAD_ESTIMATE_NATS:g} nat below, above "
-        "| mean KL(p(z|x) ‖ q) |",
+        "| mean KL(posterior ‖ q) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary.to_dict("records"):
@@ -302,7 +302,7 @@ def summary_markdown(summary: pd.DataFrame, over_seeds: pd.DataFrame) -> str:
             "Over training seeds: the mean over seeds (sd: their standard deviation).",
             "",
             "| model | seeds | log p(x), exact | k-sample estimate | exact - estimate "
-            "| mean KL(p(z|x) ‖ q) |",
+            "| mean KL(posterior ‖ q) |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for r in over_seeds.to_dict("records"):

@@ -47,7 +47,7 @@ import torch
 
 from riwae.config import load_config
 from riwae.data import BinarizedMNIST
-from riwae.device import set_matmul_precision
+from riwae.device import reuse_freed_memory, set_matmul_precision
 from riwae.evaluate import evaluate_model, evaluation_batch_size
 from riwae.models import ARCHITECTURES, VAE
 from riwae.numeric import decoder_rows
@@ -227,6 +227,7 @@ def main() -> None:
     config = load_config(args.config)
     precision = config["matmul_precision"]
     set_matmul_precision(precision)
+    reuse_freed_memory()  # as every job of the pipeline
     slots = (args.jobs_per_gpu or config["jobs_per_gpu"]) if cuda else 1
     images = training_images(max(s["train_images"] for s in config["training"].values()))
     print(

@@ -149,3 +149,34 @@ def test_jobs_share_a_gpu_in_slots_after_spreading_over_the_gpus(tmp_path):
         with free_gpu(tmp_path, 2, jobs_per_gpu=2) as c:
             with free_gpu(tmp_path, 2, jobs_per_gpu=2) as d:
                 assert [a, b, c, d] == [0, 1, 0, 1]
+
+
+FAULTS_OF_REPEATED_PASSES = """
+import resource, sys, torch
+if sys.argv[1] == "reuse":
+    from riwae.device import reuse_freed_memory
+    assert reuse_freed_memory()
+def one_pass():  # as a decoder pass's outputs: a few 12 MB tensors alive at once, then freed
+    a = torch.ones(3 * 2**20)
+    b = a * 2
+    return float((b + a).sum())
+for _ in range(20):  # the heap grows to its working size
+    one_pass()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    one_pass()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_jobs_reuse_the_memory_their_tensors_free():
+    """Passes that make and free three 12 MB tensors. By default glibc may map them afresh
+    and fault their pages in again on every pass, or not, by the heap's state (measured in
+    four runs: 183,680, 15,296, 0 and 0 faults over 20 passes). With the jobs' setting the
+    memory is kept and reused: no pass faults its pages in, in every run."""
+
+    def faults(mode: str) -> int:
+        command = [sys.executable, "-c", FAULTS_OF_REPEATED_PASSES, mode]
+        return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+    assert [faults("reuse") < 20 * 9216 * 0.02 for _ in range(3)] == [True] * 3

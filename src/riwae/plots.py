@@ -21,7 +21,6 @@ from matplotlib.ticker import (
     FuncFormatter,  # noqa: E402
     MaxNLocator,  # noqa: E402
 )
-from torchvision.utils import make_grid  # noqa: E402
 
 from riwae.io import write_artifact  # noqa: E402
 
@@ -311,6 +310,8 @@ def marginal_bounds(table, looks: dict[str, Look], style: dict):
 def image_mosaic(images: np.ndarray, columns: int) -> np.ndarray:
     """A grid of 28 x 28 images ``[n, 28, 28]`` as one image, 2-pixel black gaps."""
     tensor = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
+    from torchvision.utils import make_grid  # two seconds to import: only where used
+
     return make_grid(tensor, nrow=columns, padding=2, pad_value=0.0)[0].numpy()
 
 

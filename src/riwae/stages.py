@@ -45,8 +45,9 @@ log = logging.getLogger("riwae")
 
 
 def stage(function):
-    """A stage, run as a job: its log goes to ``log_file`` (and standard error), its matrix
-    products run on ``threads`` CPU threads at ``matmul_precision``, and a stage that takes
+    """A stage, run as a job: its log goes to ``log_file`` (and standard error), the
+    process keeps the memory its tensors free (``riwae.device.reuse_freed_memory``), its
+    matrix products run on ``threads`` CPU threads at ``matmul_precision``, and a stage that takes
     ``device`` gets it as a ``torch.device``, on CUDA one of the ``jobs_per_gpu`` slots of a
     GPU, held for the job's lifetime (``riwae.device.claim_device``, locks under
     ``gpu_locks``). A stage that names ``log_file`` among its own
@@ -71,6 +72,9 @@ def stage(function):
         try:
             with contextlib.ExitStack() as job:
                 start_log(log_file)
+                from riwae.device import reuse_freed_memory
+
+                reuse_freed_memory()
                 if threads is not None:
                     import torch
 

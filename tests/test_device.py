@@ -152,7 +152,10 @@ def test_jobs_share_a_gpu_in_slots_after_spreading_over_the_gpus(tmp_path):
 
 
 FAULTS_OF_REPEATED_PASSES = """
-import resource, sys, torch
+import ctypes, resource, sys, torch
+# glibc's M_MMAP_THRESHOLD at 1 MB: every tensor below is mapped when made and unmapped when
+# freed, as glibc does by default whenever its adaptive threshold is below their size.
+ctypes.CDLL("libc.so.6").mallopt(-3, 2**20)
 if sys.argv[1] == "reuse":
     from riwae.device import reuse_freed_memory
     assert reuse_freed_memory()
@@ -170,13 +173,16 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def test_jobs_reuse_the_memory_their_tensors_free():
-    """Passes that make and free three 12 MB tensors. By default glibc may map them afresh
-    and fault their pages in again on every pass, or not, by the heap's state (measured in
-    four runs: 183,680, 15,296, 0 and 0 faults over 20 passes). With the jobs' setting the
-    memory is kept and reused: no pass faults its pages in, in every run."""
+    """Passes that make and free three 12 MB tensors, with glibc mapping each one afresh (as
+    its adaptive default does, or not, by the heap's state: 0 to 183,680 faults over these
+    20 passes measured in four runs): every pass faults their 9,216 pages in again. With
+    the jobs' setting the memory is kept and reused, and the passes fault in next to none
+    (a few thousand at most on a busy machine, whose kernel may reclaim idle pages)."""
 
     def faults(mode: str) -> int:
         command = [sys.executable, "-c", FAULTS_OF_REPEATED_PASSES, mode]
         return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
-    assert [faults("reuse") < 20 * 9216 * 0.02 for _ in range(3)] == [True] * 3
+    every_page = 20 * 9216
+    assert faults("default") > 0.9 * every_page
+    assert faults("reuse") < 0.1 * every_page

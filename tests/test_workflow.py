@@ -576,8 +576,9 @@ def test_report_and_executed_notebook(smoke_run):
         assert f'"{SMOKE}/{table}"' in report, table
     assert "posterior_synthetic.png" in report and '"mime_type": "text/html"' in report
     identity = (smoke_run / SMOKE / "checks/identity.html").read_text()
-    assert identity.count("<table>") == 1 + len(MODELS) + 1  # each case, then the original code
-    assert identity.count(">yes</td>") == 4 * (1 + len(MODELS))
+    # Each case (every seed's model), the cases over seeds, then the original code.
+    assert identity.count("<table>") == 1 + len(REPLICATES) + 1 + 1
+    assert identity.count(">yes</td>") == 4 * (1 + len(REPLICATES))
     notebook = (smoke_run / SMOKE / "notebook.html").read_text()
     assert "Figure 1 again" in notebook and "burda_comparison" in notebook
     # nbconvert --execute stops at a cell that raises, so a written notebook ran clean.

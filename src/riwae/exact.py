@@ -121,16 +121,6 @@ def kl_to_proposal(grid: Grid2D, log_joint: torch.Tensor, log_q: torch.Tensor) -
     return float((log_posterior.exp() * (log_posterior - log_q)).sum()) * grid.cell_area
 
 
-def one_sigma_area(grid: Grid2D, log_joint: torch.Tensor) -> float:
-    """pi sqrt(det Sigma) of the posterior, its covariance Sigma by the same midpoint rule:
-    the area of its one-standard-deviation ellipse, were it Gaussian."""
-    mass = torch.softmax(log_joint, 0)  # the posterior's mass per cell
-    points = grid.points.to(mass.dtype)
-    centred = points - mass @ points
-    covariance = (mass[:, None] * centred).T @ centred
-    return math.pi * float(torch.linalg.det(covariance).clamp(min=0).sqrt())
-
-
 @torch.no_grad()
 def quadrature_on_boxes(joint, lower, upper, images: list[int], size: int, max_rows: int):
     """For each image of ``images``: ``quadrature_checks`` on a ``size`` x ``size`` grid over
@@ -146,7 +136,7 @@ def quadrature_on_boxes(joint, lower, upper, images: list[int], size: int, max_r
                 {
                     **quadrature_checks(grid, log_joint),
                     "kl_posterior_q": kl_to_proposal(grid, log_joint, log_q),
-                    "posterior_area": one_sigma_area(grid, log_joint),
+                    "posterior_area": grid.one_sigma_area(log_joint),
                     "grid_size": size,
                 }
             )
@@ -177,7 +167,7 @@ def exact_log_evidence(
     One row per image: ``log_evidence``, ``half_step``, ``border_share``
     (``quadrature_checks``); ``log_tail_bound``: log of exp(-L^2/2), the bound on the mass
     outside the coarse box, relative to p(x); ``kl_posterior_q``; ``posterior_area``
-    (``one_sigma_area``); the final ``grid_size``; the box. ``joint`` is any object with
+    (``Grid2D.one_sigma_area``); the final ``grid_size``; the box. ``joint`` is any object with
     ``x``, ``on_shared_points``, ``on_points`` and ``proposal`` as
     ``riwae.targets.ModelPosterior``; ``max_rows`` bounds the points evaluated at once
     (small chunks keep a decoder's outputs in cache).

@@ -41,6 +41,15 @@ class Grid2D:
         terms = torch.where(q > 0, q * (log_joint - log_q), torch.zeros_like(q))
         return float(terms.sum()) * self.cell_area
 
+    def one_sigma_area(self, log_density: torch.Tensor) -> float:
+        """pi sqrt(det Sigma) of the density (not renormalised), its covariance Sigma by the
+        midpoint rule: the area of its one-standard-deviation ellipse, were it Gaussian."""
+        mass = torch.softmax(log_density, 0)  # the density's mass per cell
+        points = self.points.to(mass.dtype)
+        centred = points - mass @ points
+        covariance = (mass[:, None] * centred).T @ centred
+        return math.pi * float(torch.linalg.det(covariance).clamp(min=0).sqrt())
+
 
 def box_grid(
     lower: tuple[float, float],

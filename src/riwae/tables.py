@@ -2,7 +2,9 @@
 
 import numpy as np
 import pandas as pd
+import torch
 
+from riwae.grid import grid_of_axes
 from riwae.html_tables import frame_page, markdown_page
 from riwae.models import architecture
 
@@ -196,16 +198,10 @@ def burda_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def spread(x_axis: np.ndarray, y_axis: np.ndarray, log_density: np.ndarray) -> float:
-    """sqrt(det covariance) of a density on a grid (``log_density[i, j]`` at
-    ``(x_axis[j], y_axis[i])``): proportional to the area of its one-sigma ellipse."""
-    p = np.exp(log_density - log_density.max())
-    p /= p.sum()
-    xx, yy = np.meshgrid(x_axis, y_axis)
-    mx, my = (p * xx).sum(), (p * yy).sum()
-    cxx, cyy = (p * (xx - mx) ** 2).sum(), (p * (yy - my) ** 2).sum()
-    cxy = (p * (xx - mx) * (yy - my)).sum()
-    return float(np.sqrt(max(cxx * cyy - cxy**2, 0.0)))
+def one_sigma_area_of_figure(arrays: dict, key: str) -> float:
+    """``Grid2D.one_sigma_area`` of a saved figure's density ``arrays[key]`` on its axes."""
+    grid = grid_of_axes(torch.from_numpy(arrays["x_axis"]), torch.from_numpy(arrays["y_axis"]))
+    return grid.one_sigma_area(torch.from_numpy(arrays[key]).reshape(-1).double())
 
 
 def estimator_table(evaluation: pd.DataFrame, reconstruction, posteriors) -> pd.DataFrame:
@@ -235,8 +231,8 @@ def estimator_table(evaluation: pd.DataFrame, reconstruction, posteriors) -> pd.
         row["iwae_minus_vae"] = row["iwae_bound"] - r.vae_bound
         if r.model in posteriors:
             ratios = [
-                spread(d["x_axis"], d["y_axis"], d["log_qiw_k1"])
-                / spread(d["x_axis"], d["y_axis"], d["log_posterior"])
+                one_sigma_area_of_figure(d, "log_qiw_k1")
+                / one_sigma_area_of_figure(d, "log_posterior")
                 for d in posteriors[r.model]
             ]
             row["q_area_over_posterior"] = float(np.exp(np.mean(np.log(ratios))))

@@ -260,7 +260,7 @@ def estimator_markdown(table: pd.DataFrame) -> str:
         "vae_bound": "L_VAE[q]",
         "iwae_minus_vae": "L_IWAE - L_VAE[q]",
         "q_area_over_posterior": "q's area / posterior's",
-        "qiw_reconstruction_gain": "log p(x|z) gain, q_IW over q",
+        "qiw_reconstruction_gain": "reconstruction gain, q_IW over q",
     }
     shown = {key: name for key, name in columns.items() if key in table}
     lines = ["| " + " | ".join(shown.values()) + " |", "|---|---|" + "---:|" * (len(shown) - 2)]
